@@ -1,0 +1,126 @@
+"""The envelope every psymon event carries.
+
+Every event, raw or derived, has the same identity and time fields so that the
+broker, the store and the replay engine treat them alike:
+
+* ``event_id``: a UUID, the idempotency key. Where the source record has an
+  identity of its own (a FHIR resource id and version, a device's sample id)
+  the id is derived from it with :func:`schemas.identity.event_id_for`, so a
+  re-imported export yields the same ids and changes nothing.
+* ``patient_id``: the keyed pseudonym made at the ingest edge
+  (:func:`schemas.identity.pseudonymise`), never a source identifier.
+* ``observed_at``: event time, when the thing happened; tz-aware.
+* ``received_at``: when psymon's edge received it; tz-aware.
+* ``source``: which system, device and rater produced it.
+* ``time_zone``: the patient's IANA time zone where the producer knows it
+  (phones do); daily features follow it across travel and daylight saving.
+  Without it the UTC offset of ``observed_at`` stands for the local time.
+* ``schema_version``: the contract version, 1 for this module.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from schemas.identity import PSEUDONYM_PATTERN
+
+SCHEMA_VERSION = 1
+
+#: How far ``observed_at`` may lie after ``received_at``: device clocks drift,
+#: but an observation from the future is a broken clock or a broken producer.
+MAX_CLOCK_SKEW = timedelta(hours=24)
+
+#: The earliest plausible observation; earlier dates are typing errors.
+EARLIEST_OBSERVATION = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _check_pseudonym(value: str) -> str:
+    """Reject anything that is not a psymon pseudonym, without echoing it.
+
+    A value that fails here may be a raw medical record number, so the error
+    names the field and the expected shape but never the value itself.
+    """
+    if not PSEUDONYM_PATTERN.fullmatch(value):
+        raise ValueError(
+            "patient_id must be a psymon pseudonym ('p-' followed by 24 lowercase hex "
+            "characters, made by the ingest edge from the source identifier with the "
+            "pseudonym key); the value given is not shown because it may identify a patient"
+        )
+    return value
+
+
+def _check_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"time_zone {value!r} is not an IANA time zone name; accepted: names such as "
+            "'Europe/Berlin' or 'America/New_York'"
+        ) from None
+    return value
+
+
+PatientId = Annotated[str, Field(max_length=64), AfterValidator(_check_pseudonym)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_check_time_zone)]
+LongText = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class Source(BaseModel):
+    """Who produced an event.
+
+    ``system`` names the producing system (an EHR, an app, psymon itself);
+    ``device`` a device model or a pseudonymised device id (never a raw serial);
+    ``rater`` a clinician's role or staff id for clinician-rated scores.
+
+    >>> Source(system="ehr-north", rater="clinician:42").system
+    'ehr-north'
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system: ShortText
+    device: ShortText | None = None
+    rater: ShortText | None = None
+
+
+class Envelope(BaseModel):
+    """Fields common to every psymon event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
+
+    event_id: UUID
+    patient_id: PatientId
+    observed_at: AwareDatetime
+    received_at: AwareDatetime
+    source: Source
+    time_zone: TimeZoneName | None = None
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _observed_not_in_future(self) -> Envelope:
+        if self.observed_at - self.received_at > MAX_CLOCK_SKEW:
+            raise ValueError(
+                f"observed_at {self.observed_at.isoformat()} is more than "
+                f"{MAX_CLOCK_SKEW} after received_at {self.received_at.isoformat()}; "
+                "an observation cannot come from the future (check the device clock)"
+            )
+        if self.observed_at < EARLIEST_OBSERVATION:
+            raise ValueError(
+                f"observed_at {self.observed_at.isoformat()} is before 1970-01-01; "
+                "accepted: a tz-aware timestamp of the observation"
+            )
+        return self
