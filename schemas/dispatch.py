@@ -97,7 +97,9 @@ def decode_document(
         errors = field_errors(error)
         reason = "; ".join(f"field '{e.field}': {e.message}" for e in errors)
         patient = document.get("patient_id")
-        known = patient if isinstance(patient, str) and PSEUDONYM_PATTERN.fullmatch(patient) else None
+        known = (
+            patient if isinstance(patient, str) and PSEUDONYM_PATTERN.fullmatch(patient) else None
+        )
         if patient is not None and known is None:
             # Whatever stands where a pseudonym belongs may be a medical record
             # number: it never reaches the dead-letter topic.

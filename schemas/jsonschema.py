@@ -24,7 +24,11 @@ def schema_documents() -> dict[str, str]:
     for model in EVENT_MODELS:
         schema: dict[str, Any] = model.model_json_schema(mode="validation")
         name = f"{model.__name__}.json"
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID_BASE + name, **schema}
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": SCHEMA_ID_BASE + name,
+            **schema,
+        }
         documents[name] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return documents
 

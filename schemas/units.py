@@ -12,14 +12,15 @@ canonical unit, and this module turns that list into a lookup table.
 Conversion is on the hot path (every wearable sample), so it is one dict
 lookup and one multiplication; spelling normalisation runs only when the exact
 string is not in the table. A converted value is rounded to 9 decimals so that
-0.3 mg/dL is exactly 3 mg/L and is judged at a rule's edge as the lab meant it
-(``0.3 * 10`` is ``3.0000000000000004`` in binary floating point).
+0.33 mg/dL is exactly 3.3 mg/L and 4.1 h exactly 246 min, and a value at a
+rule's edge is judged as the lab meant it (in binary floating point
+``0.33 * 10`` is ``3.3000000000000003`` and ``4.1 * 60`` is ``245.99999999999997``).
 
 >>> table = factor_table("CRP", "mg/L", (("mg/L", 1.0), ("mg/dL", 10.0)))
 >>> lookup_factor(table, "mg/dl", subject="CRP", accepted=("mg/L", "mg/dL"), canonical="mg/L")
 10.0
->>> scale(0.3, 10.0)
-3.0
+>>> scale(0.33, 10.0), scale(4.1, 60.0)
+(3.3, 246.0)
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def lookup_factor(
 def scale(value: float, factor: float) -> float:
     """``value`` times ``factor``, rounded after a real conversion (module docstring).
 
-    >>> scale(0.3, 10.0), scale(0.1 + 0.2, 1.0)
-    (3.0, 0.30000000000000004)
+    >>> scale(0.33, 10.0), scale(0.1 + 0.2, 1.0)
+    (3.3, 0.30000000000000004)
     """
     if factor == 1.0:
         return float(value)

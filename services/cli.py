@@ -49,14 +49,18 @@ def validate(file: BinaryIO, format_: str | None, quiet: bool) -> None:
         import secrets
 
         key = secrets.token_bytes(32)
-        click.echo("note: PSYMON_PSEUDONYM_KEY is not set; pseudonyms below use a throwaway key", err=True)
+        click.echo(
+            "note: PSYMON_PSEUDONYM_KEY is not set; pseudonyms below use a throwaway key", err=True
+        )
     data = file.read()
     name = getattr(file, "name", "-")
     received_at = datetime.now(UTC)
     counts: Counter[str] = Counter()
     events = 0
     try:
-        verdicts = list(read_verdicts(data, name=str(name), received_at=received_at, key=key, format=format_))  # type: ignore[arg-type]
+        verdicts = list(
+            read_verdicts(data, name=str(name), received_at=received_at, key=key, format=format_)
+        )  # type: ignore[arg-type]
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     for verdict in verdicts:
@@ -64,10 +68,129 @@ def validate(file: BinaryIO, format_: str | None, quiet: bool) -> None:
         events += len(verdict.events)
         if not quiet or verdict.status == "rejected":
             _print_verdict(verdict)
-    summary = ", ".join(f"{counts[s]} {s}" for s in ("accepted", "rejected", "unsupported", "duplicate") if counts[s])
+    summary = ", ".join(
+        f"{counts[s]} {s}"
+        for s in ("accepted", "rejected", "unsupported", "duplicate")
+        if counts[s]
+    )
     click.echo(f"{sum(counts.values())} records: {summary or 'none'}; {events} events")
     if counts["rejected"]:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["jsonl", "csv", "fhir"]),
+    default=None,
+    help="Input format; default: from the file name, else from its first bytes.",
+)
+def ingest(file: BinaryIO, format_: str | None) -> None:
+    """Validate FILE (JSONL, CSV or FHIR; '-' for stdin) and produce it to the broker.
+
+    Valid events go to their topics keyed by patient pseudonym; rejected records go to
+    psymon.dead-letter.v1 with their reasons. Reads PSYMON_KAFKA_BOOTSTRAP and
+    PSYMON_PSEUDONYM_KEY (both required). Prints a summary; exit code 1 when anything
+    was rejected.
+    """
+    from services.producer import KafkaEventSink
+
+    settings = _settings()
+    if settings.kafka_bootstrap is None:
+        raise click.ClickException(
+            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
+            "(start one with `psymon broker`)"
+        )
+    try:
+        key = settings.pseudonym_key_bytes
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+    data = file.read()
+    received_at = datetime.now(UTC)
+    counts: Counter[str] = Counter()
+    try:
+        verdicts = list(
+            read_verdicts(
+                data,
+                name=str(getattr(file, "name", "-")),
+                received_at=received_at,
+                key=key,
+                format=format_,
+            )
+        )  # type: ignore[arg-type]
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    with (
+        KafkaEventSink(settings.kafka_bootstrap) as sink,
+        click.progressbar(verdicts, label="ingesting", show_pos=True, file=sys.stderr) as bar,
+    ):
+        for verdict in bar:
+            counts[verdict.status] += 1
+            if verdict.dead_letter is not None:
+                sink.send(verdict.dead_letter)
+            for event in verdict.events:
+                sink.send(event)
+                counts["events"] += 1
+    for verdict in verdicts:
+        if verdict.status == "rejected":
+            click.echo(f"REJECTED  {verdict.where}: {verdict.reason}")
+    click.echo(
+        f"{len(verdicts)} records: {counts['accepted']} accepted ({counts['events']} events sent), "
+        f"{counts['rejected']} rejected (sent to psymon.dead-letter.v1), "
+        f"{counts['unsupported']} unsupported, {counts['duplicate']} duplicate"
+    )
+    if counts["rejected"]:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def api(host: str, port: int) -> None:
+    """Serve the HTTP API (POST /v1/events) in the foreground.
+
+    Reads PSYMON_KAFKA_BOOTSTRAP (where events go), PSYMON_API_TOKENS_FILE (who may
+    call) and PSYMON_PSEUDONYM_KEY.
+    """
+    import uvicorn
+
+    from services.api.app import create_app
+    from services.api.auth import TokenStore
+    from services.producer import KafkaEventSink
+
+    settings = _settings()
+    if settings.kafka_bootstrap is None:
+        raise click.ClickException(
+            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker"
+        )
+    tokens = TokenStore.load(settings.api_tokens_file)
+    app = create_app(
+        sink=KafkaEventSink(settings.kafka_bootstrap, client_id="psymon-api"), tokens=tokens
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@cli.group()
+def tokens() -> None:
+    """Manage API tokens (stored hashed in PSYMON_API_TOKENS_FILE)."""
+
+
+@tokens.command("add")
+@click.option("--name", required=True, help="Who or what uses the token.")
+@click.option(
+    "--role", required=True, type=click.Choice(["ingest", "clinician", "researcher", "admin"])
+)
+def tokens_add(name: str, role: str) -> None:
+    """Create a token with ROLE; it is printed once and only its hash is stored."""
+    from services.api.auth import TokenStore
+
+    settings = _settings()
+    path = settings.api_tokens_file or settings.data_dir / "api-tokens.json"
+    token = TokenStore.load(path).add(path, name, role)  # type: ignore[arg-type]
+    click.echo(f"token for {name} ({role}), shown once; stored hashed in {path}:", err=True)
+    click.echo(token)
 
 
 def _print_verdict(verdict: Verdict) -> None:
@@ -81,7 +204,7 @@ def _print_verdict(verdict: Verdict) -> None:
         click.echo(f"ok        {verdict.where}: {event.model_dump_json()}")
 
 
-def _settings():  # noqa: ANN202 - click glue
+def _settings():
     try:
         return load_settings()
     except SettingsError as error:
@@ -93,4 +216,4 @@ def main() -> None:
     cli()
 
 
-__all__ = ["cli", "main", "Path"]
+__all__ = ["Path", "cli", "main"]

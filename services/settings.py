@@ -52,7 +52,9 @@ class Settings(BaseSettings):
         env_prefix="PSYMON_", env_file=".env", frozen=True, extra="ignore"
     )
 
-    kafka_bootstrap: str | None = Field(default=None, pattern=r"^[\w.\-]+:\d{1,5}(,[\w.\-]+:\d{1,5})*$")
+    kafka_bootstrap: str | None = Field(
+        default=None, pattern=r"^[\w.\-]+:\d{1,5}(,[\w.\-]+:\d{1,5})*$"
+    )
     database_url: SecretStr | None = None
     data_dir: Path = Path(".psymon")
     pseudonym_key: SecretStr | None = None

@@ -1,89 +1,15 @@
-"""Fixtures shared by every test: factories for valid events."""
+"""Fixtures shared by every test."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from schemas.events import (
-    Alert,
-    ClinicalOutcome,
-    ClinicalScore,
-    CourseUpdate,
-    DeadLetter,
-    LabResult,
-    RiskAssessment,
-    WearableSample,
-    WearableUpload,
-)
-from schemas.examples import EXAMPLE_PATIENT, envelope_fields, example_uuid
-from schemas.dispatch import dead_letter
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def make_examples() -> dict[str, Any]:
-    """One valid instance of every event model, keyed by model name."""
-    env = envelope_fields
-    upload_start = T0
-    readings = [
-        {
-            "event_id": example_uuid(100 + i),
-            "metric": "heart_rate",
-            "value": 60.0 + i,
-            "unit": "/min",
-            "start": upload_start + timedelta(minutes=i),
-            "end": upload_start + timedelta(minutes=i + 1),
-        }
-        for i in range(3)
-    ]
-    derived = {"caused_by": example_uuid(1), "source": {"system": "psymon"}}
-    return {
-        "ClinicalScore": ClinicalScore(
-            **env(), instrument="phq9", rater="self", items={str(i): 2 for i in range(1, 10)}
-        ),
-        "WearableUpload": WearableUpload(
-            **env(observed_at=upload_start),
-            window_end=upload_start + timedelta(minutes=3),
-            readings=readings,
-        ),
-        "WearableSample": WearableSample(
-            **env(), metric="steps", value=120, unit="{steps}", interval_end=T0 + timedelta(minutes=1)
-        ),
-        "LabResult": LabResult(**env(), analyte="crp", value=0.45, unit="mg/dL"),
-        "ClinicalOutcome": ClinicalOutcome(
-            **env(),
-            outcome="medication_change",
-            medication={"name": "lithium carbonate", "action": "start", "dose": 400, "dose_unit": "mg"},
-        ),
-        "CourseUpdate": CourseUpdate(
-            **env(**derived), signal="phq9", signal_kind="instrument", value=18, band="moderately severe"
-        ),
-        "RiskAssessment": RiskAssessment(
-            **env(**derived),
-            probability=0.31,
-            horizon_days=28,
-            model_name="relapse-logistic",
-            model_version=3,
-            contributions=[{"feature": "sleep_z", "value": -2.1, "contribution": 0.4}],
-        ),
-        "Alert": Alert(
-            **env(**derived),
-            alert_id=example_uuid(7),
-            rule="phq9_item9",
-            severity="urgent",
-            status="open",
-            message="PHQ-9 item 9 answered 2",
-            evidence={"item9": 2},
-            first_seen=T0,
-            last_seen=T0,
-            config_version="2026.1",
-        ),
-        "DeadLetter": dead_letter(b'{"kind": 1}', "psymon.clinical-scores.v1", T0, "field 'kind': bad"),
-    }
+from schemas.events import ClinicalScore
+from schemas.examples import envelope_fields
+from tests.factories import make_examples
 
 
 @pytest.fixture
@@ -96,10 +22,11 @@ def score() -> Callable[..., ClinicalScore]:
     """Factory: a valid ClinicalScore with overridable fields."""
 
     def build(**fields: Any) -> ClinicalScore:
-        envelope = {k: fields.pop(k) for k in list(fields) if k in ("observed_at", "event_id", "received_at")}
+        envelope = {
+            k: fields.pop(k)
+            for k in list(fields)
+            if k in ("observed_at", "event_id", "received_at")
+        }
         return ClinicalScore(**envelope_fields(**envelope), **fields)
 
     return build
-
-
-__all__ = ["EXAMPLE_PATIENT", "T0", "DeadLetter", "make_examples"]

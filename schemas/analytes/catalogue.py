@@ -46,11 +46,32 @@ from types import MappingProxyType
 
 from schemas.analytes.model import Analyte, AnalyteStatus, Band
 
-_PEARSON = "Pearson 2003 (CDC/AHA)"
+_PEARSON = "Pearson 2003"
 _LITHIUM_SOURCES = "NICE CG185; Malhi 2017"
 
 #: CRP mass concentration: UCUM mg/L; mg/dL (US reports) x 10; ug/mL = mg/L.
 _CRP_UNITS: tuple[tuple[str, float], ...] = (("mg/L", 1.0), ("mg/dL", 10.0), ("ug/mL", 1.0))
+
+_CRP_NORMAL = Band(
+    0.0,
+    True,
+    AnalyteStatus(
+        "normal",
+        "ok",
+        f"<= 3 mg/L: not raised (CDC/AHA: < 1 low, 1-3 average cardiovascular risk; {_PEARSON})",
+    ),
+)
+
+_LOW_GRADE_INFLAMMATION = Band(
+    3.0,
+    False,
+    AnalyteStatus(
+        "low-grade inflammation",
+        "info",
+        "> 3 mg/L: low-grade inflammation, found in 27 % of depressed patients "
+        f"(Osimo 2019; CDC/AHA high-risk category, {_PEARSON})",
+    ),
+)
 
 #: CRP > 10 mg/L reads as an acute-phase response first (Pearson 2003).
 _ACUTE_PHASE = Band(
@@ -72,29 +93,12 @@ CRP = Analyte(
     unit="mg/L",
     plausible_low=0.0,
     plausible_high=1000.0,
-    citation=f"Osimo 2019; {_PEARSON}; Ridker 2003",
+    citation=f"Osimo 2019; {_PEARSON} (CDC/AHA); Ridker 2003",
     aliases=("c-reactive protein", "c reactive protein"),
     conversions=_CRP_UNITS,
     bands=(
-        Band(
-            0.0,
-            True,
-            AnalyteStatus(
-                "normal",
-                "ok",
-                f"<= 3 mg/L: not raised (CDC/AHA: < 1 low, 1-3 average risk; {_PEARSON})",
-            ),
-        ),
-        Band(
-            3.0,
-            False,
-            AnalyteStatus(
-                "low-grade inflammation",
-                "info",
-                "> 3 mg/L: low-grade inflammation, found in 27 % of depressed patients "
-                f"(Osimo 2019; high-risk category, {_PEARSON})",
-            ),
-        ),
+        _CRP_NORMAL,
+        _LOW_GRADE_INFLAMMATION,
         _ACUTE_PHASE,
     ),
 )
@@ -107,29 +111,12 @@ HS_CRP = Analyte(
     unit="mg/L",
     plausible_low=0.0,
     plausible_high=1000.0,
-    citation=f"Raison 2013; Osimo 2019; {_PEARSON}; Ridker 2003",
+    citation=f"Raison 2013; Osimo 2019; {_PEARSON} (CDC/AHA); Ridker 2003",
     aliases=("hscrp", "high-sensitivity crp", "high sensitivity c-reactive protein", "crp hs"),
     conversions=_CRP_UNITS,
     bands=(
-        Band(
-            0.0,
-            True,
-            AnalyteStatus(
-                "normal",
-                "ok",
-                f"<= 3 mg/L: not raised (CDC/AHA: < 1 low, 1-3 average risk; {_PEARSON})",
-            ),
-        ),
-        Band(
-            3.0,
-            False,
-            AnalyteStatus(
-                "low-grade inflammation",
-                "info",
-                "> 3 mg/L: low-grade inflammation, found in 27 % of depressed patients "
-                f"(Osimo 2019; high-risk category, {_PEARSON})",
-            ),
-        ),
+        _CRP_NORMAL,
+        _LOW_GRADE_INFLAMMATION,
         Band(
             5.0,
             False,

@@ -19,44 +19,11 @@ the value and what is accepted.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-#: Two-sided 95 % normal quantile used by the Reliable Change Index
-#: (Jacobson & Truax 1991).
-Z_95 = 1.96
-
-
-class ScoreError(ValueError):
-    """A score that cannot be accepted: the message names instrument, item, value and range.
-
-    ``instrument`` is the instrument id and ``items`` the item keys at fault
-    (``("total",)`` for a total), for callers that route errors by field.
-
-    >>> err = ScoreError("PHQ-9 item 9: value 4 is out of range (allowed 0-3)",
-    ...                  instrument="phq9", items=("9",))
-    >>> err.items
-    ('9',)
-    """
-
-    def __init__(self, message: str, *, instrument: str | None = None, items: Iterable[str] = ()):
-        super().__init__(message)
-        self.instrument = instrument
-        self.items: tuple[str, ...] = tuple(items)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only arguments are not in ``args``; keep them across pickling.
-        return (_rebuild_score_error, (str(self), self.instrument, self.items))
-
-
-def _rebuild_score_error(message: str, instrument: str | None, items: tuple[str, ...]) -> ScoreError:
-    return ScoreError(message, instrument=instrument, items=items)
-
-
-class UnknownInstrument(ValueError):
-    """An instrument name that is not in the catalogue; the message lists the accepted ids."""
+from schemas.instruments.errors import ScoreError
+from schemas.instruments.reliable_change import ReliableChange
 
 
 @dataclass(frozen=True)
@@ -90,69 +57,6 @@ class Band:
     high: int
     label: str
     rank: int
-
-
-@dataclass(frozen=True)
-class ReliableChange:
-    """Parameters of the Reliable Change Index (Jacobson & Truax 1991).
-
-    ``S_diff = sqrt(2) * sd * sqrt(1 - r)``; the index of a change is
-    ``(after - before) / S_diff`` and a change is reliable at the 95 % level
-    when ``|RC| > 1.96``, i.e. when it exceeds :attr:`threshold` points.
-    Negative indices are improvements (every catalogued scale rises with
-    severity).
-
-    ``practice_points`` is the whole-point rule a service applies instead,
-    where one is published (NHS Talking Therapies: a change of >= 6 on PHQ-9,
-    >= 4 on GAD-7); :meth:`is_reliable` uses it when set.
-
-    >>> rc = ReliableChange(sd=5.5, reliability=0.84, citation="Kroenke 2001")
-    >>> round(rc.threshold, 2)
-    6.1
-    >>> round(rc.index(before=18, after=10), 2)
-    -2.57
-    """
-
-    sd: float
-    reliability: float
-    citation: str
-    practice_points: int | None = None
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.sd) and self.sd > 0):
-            raise ValueError(f"reliable change: sd must be a positive number, got {self.sd!r}")
-        if not 0 <= self.reliability < 1:
-            raise ValueError(
-                f"reliable change: reliability must be in [0, 1), got {self.reliability!r}"
-            )
-
-    @property
-    def s_diff(self) -> float:
-        """Standard error of the difference between two scores."""
-        return math.sqrt(2) * self.sd * math.sqrt(1 - self.reliability)
-
-    @property
-    def threshold(self) -> float:
-        """Smallest change (in points) that is reliable at the 95 % level: ``1.96 * S_diff``."""
-        return Z_95 * self.s_diff
-
-    def index(self, before: float, after: float) -> float:
-        """The Reliable Change Index ``(after - before) / S_diff``."""
-        return (after - before) / self.s_diff
-
-    def is_reliable(self, before: float, after: float) -> bool:
-        """Whether the change from ``before`` to ``after`` is reliable (in either direction).
-
-        Uses ``practice_points`` when set (``|after - before| >= practice_points``),
-        otherwise ``|RC| > 1.96``.
-
-        >>> rc = ReliableChange(5.5, 0.84, "Kroenke 2001", practice_points=6)
-        >>> rc.is_reliable(15, 9), rc.is_reliable(15, 10)
-        (True, False)
-        """
-        if self.practice_points is not None:
-            return abs(after - before) >= self.practice_points
-        return abs(self.index(before, after)) > Z_95
 
 
 def sum_of_items(items: Mapping[str, int]) -> int:
@@ -322,8 +226,7 @@ class Instrument:
                 else f"items {describe_keys(needed)} are required"
             )
             problems.append(
-                f"{self.name}: missing {_plural('item', len(missing))} "
-                f"{', '.join(missing)} ({why})"
+                f"{self.name}: missing {_plural('item', len(missing))} {', '.join(missing)} ({why})"
             )
             at_fault.extend(missing)
         for item in self.items:
@@ -363,7 +266,7 @@ class Instrument:
         >>> phq9.score(None, 28)
         Traceback (most recent call last):
         ...
-        schemas.instruments.model.ScoreError: PHQ-9 total: value 28 is out of range (allowed 0-27)
+        schemas.instruments.errors.ScoreError: PHQ-9 total: value 28 is out of range (allowed 0-27)
         """
         if items is None:
             if total is None:
@@ -437,8 +340,9 @@ class Instrument:
         """Subscale sums from a full, valid set of items; ``{}`` where the scale has none.
 
         >>> from schemas.instruments import get_instrument
-        >>> get_instrument("phq9").subscales({str(i): i % 4 for i in range(1, 10)})
-        {'somatic': 6, 'cognitive_affective': 10}
+        >>> items = dict.fromkeys(map(str, range(1, 10)), 1) | {"3": 3}
+        >>> get_instrument("phq9").subscales(items)
+        {'somatic': 5, 'cognitive_affective': 6}
         """
         self._check_items(items, None)
         return {name: sum(items[key] for key in keys) for name, keys in self.subscale_items}

@@ -100,7 +100,9 @@ def judge_documents(
             try:
                 document = loads(record)
             except ValueError as error:
-                letter = dead_letter(record, EDGE_TOPIC, received_at, f"not valid JSON: {error}", source=source)
+                letter = dead_letter(
+                    record, EDGE_TOPIC, received_at, f"not valid JSON: {error}", source=source
+                )
                 yield Verdict(where, "rejected", dead_letter=letter, reason=letter.reason)
                 continue
             raw = record
@@ -112,7 +114,9 @@ def judge_documents(
 def _judge(where: str, document: Any, raw: bytes, received_at: datetime, source: Source) -> Verdict:
     if isinstance(document, dict) and "received_at" not in document:
         document = {**document, "received_at": received_at.isoformat()}
-    outcome = decode_document(document, raw=raw, topic=EDGE_TOPIC, received_at=received_at, source=source)
+    outcome = decode_document(
+        document, raw=raw, topic=EDGE_TOPIC, received_at=received_at, source=source
+    )
     if isinstance(outcome, DeadLetter):
         return Verdict(where, "rejected", dead_letter=outcome, reason=outcome.reason)
     return Verdict(where, "accepted", events=(outcome,))
@@ -129,7 +133,14 @@ def _csv_verdicts(
         try:
             document = row_to_document(row, default_system=name, key=key)
         except RowError as error:
-            letter = dead_letter(raw, EDGE_TOPIC, received_at, str(error), source=source, redacted=_csv_redacted(row, reader.fieldnames or []))
+            letter = dead_letter(
+                raw,
+                EDGE_TOPIC,
+                received_at,
+                str(error),
+                source=source,
+                redacted=_csv_redacted(row, reader.fieldnames or []),
+            )
             yield Verdict(where, "rejected", dead_letter=letter, reason=letter.reason)
             continue
         yield _judge(where, document, raw, received_at, source)
@@ -157,7 +168,14 @@ def _fhir_verdicts(
     try:
         reports = import_fhir(data, pseudonym_key=key, received_at=received_at, system="fhir")
     except ValueError as error:
-        letter = dead_letter(data, EDGE_TOPIC, received_at, f"not a FHIR document psymon can read: {error}", source=source, redacted="[FHIR document withheld: it may hold patient identifiers]")
+        letter = dead_letter(
+            data,
+            EDGE_TOPIC,
+            received_at,
+            f"not a FHIR document psymon can read: {error}",
+            source=source,
+            redacted="[FHIR document withheld: it may hold patient identifiers]",
+        )
         yield Verdict("document", "rejected", dead_letter=letter, reason=letter.reason)
         return
     for report in reports:

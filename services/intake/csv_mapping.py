@@ -67,12 +67,20 @@ def row_to_document(
             raise RowError(
                 "column source_patient_id needs the pseudonym key (PSYMON_PSEUDONYM_KEY)"
             )
-        document["patient_id"] = pseudonymise(cells["source_patient_id"], key, system=source["system"])
+        document["patient_id"] = pseudonymise(
+            cells["source_patient_id"], key, system=source["system"]
+        )
     for column in _BY_KIND.get(kind, set()):
         if column in cells:
-            document[column] = _number(column, cells[column]) if column in _NUMBERS else cells[column]
+            document[column] = (
+                _number(column, cells[column]) if column in _NUMBERS else cells[column]
+            )
     if kind == "clinical_score":
-        items = {c.removeprefix("item_"): _integer(c, v) for c, v in cells.items() if c.startswith("item_")}
+        items = {
+            c.removeprefix("item_"): _integer(c, v)
+            for c, v in cells.items()
+            if c.startswith("item_")
+        }
         if items:
             document["items"] = items
     if kind == "clinical_outcome" and "medication_name" in cells:
@@ -86,10 +94,14 @@ def row_to_document(
     return document
 
 
-def _row_event_id(cells: Mapping[str, str], document: Mapping[str, Any], source: Mapping[str, str]) -> Any:
+def _row_event_id(
+    cells: Mapping[str, str], document: Mapping[str, Any], source: Mapping[str, str]
+) -> Any:
     if "record_id" in cells:
         return event_id_for("csv", source["system"], cells["record_id"])
-    what = next((cells[c] for c in ("instrument", "analyte", "metric", "outcome") if c in cells), "")
+    what = next(
+        (cells[c] for c in ("instrument", "analyte", "metric", "outcome") if c in cells), ""
+    )
     identity = (
         "csv",
         source["system"],

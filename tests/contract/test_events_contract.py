@@ -11,7 +11,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.events import EVENT_MODELS, AnyEvent, kind_of
 from schemas.jsonschema import JSON_DIR, schema_documents
-from tests.conftest import make_examples
+from tests.factories import make_examples
 
 EXAMPLES = make_examples()
 MODELS = {model.__name__: model for model in EVENT_MODELS}

@@ -12,7 +12,7 @@ from schemas.dispatch import decode
 from schemas.events import ClinicalScore, DeadLetter, LabResult
 from schemas.examples import envelope_fields
 from schemas.topics import CLINICAL_SCORES, LAB_RESULTS
-from tests.conftest import T0
+from tests.factories import T0
 
 
 def _doc(**fields: object) -> dict[str, object]:
@@ -72,13 +72,17 @@ def test_nan_is_refused() -> None:
 
 
 def test_naive_timestamp_is_rejected_naming_the_field() -> None:
-    letter = decode(_phq9(total=3, observed_at="2026-03-02T09:00:00"), topic=CLINICAL_SCORES, received_at=T0)
+    letter = decode(
+        _phq9(total=3, observed_at="2026-03-02T09:00:00"), topic=CLINICAL_SCORES, received_at=T0
+    )
     assert isinstance(letter, DeadLetter)
     assert "observed_at" in letter.reason and "timezone" in letter.reason.lower()
 
 
 def test_future_observation_is_rejected() -> None:
-    letter = decode(_phq9(total=3, observed_at="2031-01-01T00:00:00Z"), topic=CLINICAL_SCORES, received_at=T0)
+    letter = decode(
+        _phq9(total=3, observed_at="2031-01-01T00:00:00Z"), topic=CLINICAL_SCORES, received_at=T0
+    )
     assert isinstance(letter, DeadLetter) and "future" in letter.reason
 
 
@@ -122,7 +126,9 @@ def test_any_bytes_give_an_event_or_a_dead_letter(raw: bytes) -> None:
 @settings(max_examples=150, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["kind", "instrument", "total", "items", "rater", "observed_at", "patient_id"]),
+        st.sampled_from(
+            ["kind", "instrument", "total", "items", "rater", "observed_at", "patient_id"]
+        ),
         st.one_of(st.none(), st.integers(), st.text(max_size=20), st.floats(allow_nan=False)),
     )
 )

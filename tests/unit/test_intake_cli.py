@@ -14,15 +14,17 @@ from click.testing import CliRunner
 from schemas.examples import EXAMPLE_PATIENT, envelope_fields
 from services.cli import cli
 from services.intake import read_verdicts
-from tests.conftest import T0
+from tests.factories import T0
 
 DATA = Path(__file__).parents[1] / "data"
 KEY = "k" * 40
 
 
 def _line(**fields: object) -> str:
-    env = {k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k == "event_id" else v)
-           for k, v in envelope_fields().items()}
+    env = {
+        k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k == "event_id" else v)
+        for k, v in envelope_fields().items()
+    }
     return json.dumps(env | fields)
 
 
@@ -32,7 +34,9 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner()
 
 
-def test_jsonl_prints_each_event_or_reason_and_exits_1_on_rejects(runner: CliRunner, tmp_path: Path) -> None:
+def test_jsonl_prints_each_event_or_reason_and_exits_1_on_rejects(
+    runner: CliRunner, tmp_path: Path
+) -> None:
     good = _line(kind="clinical_score", instrument="gad7", rater="self", total=11)
     bad = _line(kind="clinical_score", instrument="gad7", rater="self", total=22)
     path = tmp_path / "scores.jsonl"
@@ -53,7 +57,9 @@ def test_all_valid_exits_0(runner: CliRunner, tmp_path: Path) -> None:
     assert "1 records: 1 accepted; 1 events" in result.output
 
 
-def test_csv_mapping_pseudonymises_source_ids_and_never_prints_them(runner: CliRunner, tmp_path: Path) -> None:
+def test_csv_mapping_pseudonymises_source_ids_and_never_prints_them(
+    runner: CliRunner, tmp_path: Path
+) -> None:
     path = tmp_path / "clinic.csv"
     path.write_text(
         "kind,source_patient_id,observed_at,instrument,rater,item_1,item_2\n"
@@ -74,8 +80,16 @@ def test_csv_reimport_gives_identical_event_ids(tmp_path: Path) -> None:
         b"kind,patient_id,observed_at,analyte,value,unit,record_id\n"
         + f"lab_result,{EXAMPLE_PATIENT},2026-03-03T08:00:00Z,crp,4.2,mg/L,lab-77\n".encode()
     )
-    first = [e.event_id for v in read_verdicts(data, name="a.csv", received_at=T0, key=None) for e in v.events]
-    again = [e.event_id for v in read_verdicts(data, name="a.csv", received_at=T0, key=None) for e in v.events]
+    first = [
+        e.event_id
+        for v in read_verdicts(data, name="a.csv", received_at=T0, key=None)
+        for e in v.events
+    ]
+    again = [
+        e.event_id
+        for v in read_verdicts(data, name="a.csv", received_at=T0, key=None)
+        for e in v.events
+    ]
     assert first == again and len(first) == 1
 
 
@@ -83,21 +97,27 @@ def test_fhir_bundle_with_item_scores_in_extensions(runner: CliRunner) -> None:
     bundle = DATA / "fhir" / "phq9_questionnaire_extensions.json"
     result = runner.invoke(cli, ["validate", str(bundle)])
     assert result.exit_code == 0, result.output
-    totals = sorted(int(t) for t in re.findall(r'"instrument":"phq9".*?"total":(\d+)', result.output))
+    totals = sorted(
+        int(t) for t in re.findall(r'"instrument":"phq9".*?"total":(\d+)', result.output)
+    )
     assert totals == [14, 21]
     assert "UNSUPPORTED" in result.output and "Patient" in result.output
 
 
 def test_missing_key_for_ingest_style_use_is_named(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
-    path.write_text("kind,source_patient_id,observed_at\nclinical_score,MRN-1,2026-03-02T09:00:00Z\n")
+    path.write_text(
+        "kind,source_patient_id,observed_at\nclinical_score,MRN-1,2026-03-02T09:00:00Z\n"
+    )
     verdicts = list(read_verdicts(path.read_bytes(), name="a.csv", received_at=T0, key=None))
     assert verdicts[0].status == "rejected"
     assert "PSYMON_PSEUDONYM_KEY" in (verdicts[0].reason or "")
     assert "MRN-1" not in verdicts[0].dead_letter.model_dump_json()  # type: ignore[union-attr]
 
 
-def test_malformed_setting_stops_with_the_variable_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_malformed_setting_stops_with_the_variable_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PSYMON_PARTITIONS", "many")
     path = tmp_path / "x.jsonl"
     path.write_text("")
@@ -108,5 +128,7 @@ def test_malformed_setting_stops_with_the_variable_named(monkeypatch: pytest.Mon
 
 def test_console_script_is_installed_and_answers_help() -> None:
     script = Path(sys.executable).with_name("psymon")
-    result = subprocess.run([str(script), "validate", "--help"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [str(script), "validate", "--help"], capture_output=True, text=True, check=True
+    )
     assert "FHIR" in result.stdout and "Exit code 1" in result.stdout
