@@ -3,9 +3,10 @@
 It shares the intake path with ``psymon ingest`` (:func:`services.intake.judge_documents`):
 the same record gets the same verdict wherever it enters. Rejected records are
 answered with their reasons and also sent to the dead-letter topic.
-"""
 
-from __future__ import annotations
+(No ``from __future__ import annotations`` here: FastAPI resolves the
+dependency annotations of nested functions at run time.)
+"""
 
 from datetime import UTC, datetime
 from typing import Annotated, Any

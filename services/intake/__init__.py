@@ -111,13 +111,23 @@ def judge_documents(
         yield _judge(where, document, raw, received_at, source)
 
 
-def _judge(where: str, document: Any, raw: bytes, received_at: datetime, source: Source) -> Verdict:
+def _judge(
+    where: str,
+    document: Any,
+    raw: bytes,
+    received_at: datetime,
+    source: Source,
+    *,
+    redacted: str | None = None,
+) -> Verdict:
     if isinstance(document, dict) and "received_at" not in document:
         document = {**document, "received_at": received_at.isoformat()}
     outcome = decode_document(
         document, raw=raw, topic=EDGE_TOPIC, received_at=received_at, source=source
     )
     if isinstance(outcome, DeadLetter):
+        if redacted is not None:
+            outcome = outcome.model_copy(update={"raw": redacted})
         return Verdict(where, "rejected", dead_letter=outcome, reason=outcome.reason)
     return Verdict(where, "accepted", events=(outcome,))
 
@@ -127,9 +137,11 @@ def _csv_verdicts(
 ) -> Iterator[Verdict]:
     text = data.decode("utf-8-sig", errors="replace")
     reader = csv.DictReader(io.StringIO(text))
+    fields = list(reader.fieldnames or [])
     for number, row in enumerate(reader, 2):
         where = f"row {number}"
-        raw = _row_text(row, reader.fieldnames or [])
+        raw = _row_text(row, fields)
+        redacted = _csv_redacted(row, fields) if "source_patient_id" in fields else None
         try:
             document = row_to_document(row, default_system=name, key=key)
         except RowError as error:
@@ -139,11 +151,11 @@ def _csv_verdicts(
                 received_at,
                 str(error),
                 source=source,
-                redacted=_csv_redacted(row, reader.fieldnames or []),
+                redacted=redacted,
             )
             yield Verdict(where, "rejected", dead_letter=letter, reason=letter.reason)
             continue
-        yield _judge(where, document, raw, received_at, source)
+        yield _judge(where, document, raw, received_at, source, redacted=redacted)
 
 
 def _row_text(row: dict[str, Any], fields: list[str]) -> bytes:

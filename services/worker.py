@@ -1,0 +1,108 @@
+"""Run a psymon stream worker: the faust app of :mod:`streams.app` in this process.
+
+``psymon worker`` calls :func:`run_worker`; tests and benchmarks start it as a
+subprocess with ``python -m services.worker --bootstrap HOST:PORT --partitions N``.
+The worker first makes sure every topic it reads or writes exists with the
+configured partition count (:func:`services.embedded.ensure_topics`): a topic a
+broker auto-creates with another count would hang the state table.
+
+It stops cleanly on SIGINT or SIGTERM: faust commits the offsets of what it
+processed and leaves the consumer group, so a restarted worker continues where
+this one stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from schemas.topics import ALL_TOPICS
+from services.embedded.broker import ensure_topics
+
+if TYPE_CHECKING:
+    from streams import CoreConfig
+
+DEFAULT_APP_ID = "psymon-worker"
+
+
+def run_worker(
+    bootstrap: str,
+    partitions: int,
+    *,
+    app_id: str = DEFAULT_APP_ID,
+    data_dir: Path = Path(".psymon"),
+    config: CoreConfig | None = None,
+    loglevel: str = "warning",
+) -> int:
+    """Run a worker until SIGINT/SIGTERM; return its exit code (0 after a clean stop).
+
+    Parameters
+    ----------
+    bootstrap
+        ``host:port[,host:port...]`` of the broker (``PSYMON_KAFKA_BOOTSTRAP``).
+    partitions
+        Partitions per topic (``PSYMON_PARTITIONS``); existing topics must match.
+    app_id
+        Consumer group and changelog prefix; workers sharing it share the work.
+    data_dir
+        ``PSYMON_DATA_DIR``; faust keeps its local files under ``<data_dir>/faust``.
+    config
+        The core's configuration; default ``CoreConfig()``.
+    loglevel
+        faust's log level: ``debug``, ``info``, ``warning`` or ``error``.
+    """
+    import faust
+
+    from streams.app import changelog_topics, create_app
+
+    ensure_topics(
+        bootstrap,
+        partitions,
+        (*ALL_TOPICS, *changelog_topics(app_id)),
+        compacted=changelog_topics(app_id),
+    )
+    app = create_app(
+        bootstrap,
+        partitions=partitions,
+        app_id=app_id,
+        data_dir=data_dir / "faust",
+        config=config,
+    )
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m services.worker``: run one worker with the given options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m services.worker",
+        description="Run one psymon stream worker until SIGINT/SIGTERM.",
+    )
+    parser.add_argument("--bootstrap", required=True, help="broker host:port[,host:port...]")
+    parser.add_argument("--partitions", type=int, required=True, help="partitions per topic")
+    parser.add_argument("--app-id", default=DEFAULT_APP_ID, help="faust app id / consumer group")
+    parser.add_argument("--data-dir", type=Path, default=Path(".psymon"), help="local files")
+    parser.add_argument(
+        "--loglevel", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+    options = parser.parse_args(argv)
+    logging.captureWarnings(True)
+    return run_worker(
+        options.bootstrap,
+        options.partitions,
+        app_id=options.app_id,
+        data_dir=options.data_dir,
+        loglevel=options.loglevel,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

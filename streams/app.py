@@ -1,0 +1,253 @@
+"""The faust wiring: psymon's pure core run live on a Kafka-compatible broker.
+
+The agent is thin. For each record of an input topic (in per-partition order)
+it decodes the bytes (:func:`schemas.dispatch.decode`), reads the patient's
+state from a changelog-backed table keyed by the pseudonym, calls the pure
+core :func:`streams.process`, writes the state back and sends the outputs,
+JSON-encoded and keyed by ``patient_id``, to their topics. A record that cannot
+be accepted becomes a :class:`~schemas.events.DeadLetter` on
+``psymon.dead-letter.v1`` and the worker carries on.
+
+faust delivers at least once: a worker that stops between writing its outputs
+and committing its offsets sees some records again. The core drops an event
+whose ``event_id`` the patient state has already seen, so a re-delivered
+record changes nothing and raises nothing twice.
+
+Settings chosen for the embedded broker (Tansu), harmless on Apache Kafka:
+
+* ``broker_session_timeout`` 6 s, heartbeat 1 s: Tansu answers a JoinGroup
+  only after half the session timeout, so faust's default (60 s) would make
+  the first assignment wait 30 s;
+* ``consumer_auto_offset_reset`` ``earliest``: a new consumer group (a new
+  deployment) processes everything already on the topics;
+* raw bytes in and out; JSON is decoded and validated by psymon, not faust;
+* the table store is memory (rocksdb is not installed): state survives a
+  restart through its changelog topic, which faust creates with the table's
+  partition count (:func:`changelog_topics` names it so it can be created
+  beforehand).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.serializers import codecs
+from faust.types import EventT
+
+from schemas.dispatch import dead_letter, decode
+from schemas.events import DeadLetter
+from schemas.topics import DEAD_LETTER, INPUT_TOPICS, OUTPUT_TOPICS, topic_for_kind
+from streams import CoreConfig, PatientState, process
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_APP_ID = "psymon-worker"
+STATE_TABLE = "patient-state"
+AGENT_NAME = "psymon.process"
+
+#: Seconds; Tansu answers a JoinGroup after half of it (see the module docstring).
+SESSION_TIMEOUT = 6.0
+HEARTBEAT_INTERVAL = 1.0
+
+
+def changelog_topics(app_id: str = DEFAULT_APP_ID) -> tuple[str, ...]:
+    """The changelog topics of the app's tables (faust names them ``<app>-<table>-changelog``).
+
+    >>> changelog_topics("psymon-worker")
+    ('psymon-worker-patient-state-changelog',)
+    """
+    return (f"{app_id}-{STATE_TABLE}-changelog",)
+
+
+class PatientStateCodec(codecs.Codec):
+    """Patient state to and from JSON bytes, for the table's changelog topic.
+
+    JSON rather than pickle: whoever can write to a changelog topic must not be
+    able to run code in the worker.
+    """
+
+    def _dumps(self, obj: Any) -> bytes:
+        return encode_state(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return decode_state(s)
+
+
+def encode_state(state: PatientState) -> bytes:
+    """Serialise a patient state for the changelog."""
+    return state.model_dump_json().encode()
+
+
+def decode_state(data: bytes) -> PatientState:
+    """Read a patient state back from the changelog."""
+    return PatientState.model_validate_json(data)
+
+
+def initial_state(patient_id: str) -> PatientState:
+    """The state of a patient psymon has not seen yet."""
+    return PatientState(patient_id=patient_id)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One broker record as the agent sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: float
+
+    @property
+    def received_at(self) -> datetime:
+        """The broker timestamp: replays of the same records see the same time."""
+        return datetime.fromtimestamp(self.timestamp, UTC)
+
+
+#: (topic, key, value) of one record to produce.
+Outgoing = tuple[str, bytes | None, bytes]
+
+
+def handle(
+    record: Record, states: MutableMapping[bytes, PatientState], config: CoreConfig
+) -> list[Outgoing]:
+    """Everything the worker does for one record, without faust.
+
+    Decodes the record, runs the core on the patient's state from ``states``,
+    stores the new state and returns what to produce. Never raises for a bad
+    record: that becomes a dead letter.
+    """
+    event = decode(record.value, topic=record.topic, received_at=record.received_at)
+    if isinstance(event, DeadLetter):
+        return [_outgoing(event)]
+    key = event.patient_id.encode()
+    if record.key != key:
+        # The table shards state by the record's partition: a record keyed by
+        # anything but its patient would put that patient's state in two places.
+        reason = (
+            "the record's key is not the event's patient_id; producers must key every "
+            "record by patient_id so that one patient's events stay in order on one "
+            "partition (neither value is shown: they may identify a patient)"
+        )
+        letter = dead_letter(
+            record.value, record.topic, record.received_at, reason, patient_id=event.patient_id
+        )
+        return [_outgoing(letter)]
+    state = states.get(key)
+    if state is None:
+        state = initial_state(event.patient_id)
+    try:
+        new_state, outputs = process(state, event, config)
+    except Exception as error:
+        # A bug must not stall the partition forever: keep the record, say why, go on.
+        logger.exception(
+            "the core failed on a %s event at %s[%d]@%d",
+            event.kind,
+            record.topic,
+            record.partition,
+            record.offset,
+        )
+        reason = (
+            f"the stream worker could not process this {event.kind} event "
+            f"({type(error).__name__}); it is kept here unprocessed for inspection"
+        )
+        letter = dead_letter(
+            record.value, record.topic, record.received_at, reason, patient_id=event.patient_id
+        )
+        return [_outgoing(letter)]
+    if new_state is not state:
+        states[key] = new_state
+    return [_outgoing(output) for output in outputs]
+
+
+def _outgoing(output: Any) -> Outgoing:
+    topic = DEAD_LETTER if isinstance(output, DeadLetter) else topic_for_kind(output.kind)
+    patient = getattr(output, "patient_id", None)
+    key = str(patient if patient is not None else output.event_id).encode()
+    return topic, key, output.model_dump_json().encode()
+
+
+def _record(event: EventT[Any]) -> Record:
+    message = event.message
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp=message.timestamp,
+    )
+
+
+def create_app(
+    bootstrap: str,
+    *,
+    partitions: int,
+    app_id: str = DEFAULT_APP_ID,
+    data_dir: Path,
+    config: CoreConfig | None = None,
+    session_timeout: float = SESSION_TIMEOUT,
+) -> faust.App:
+    """A faust app that runs the core on psymon's input topics.
+
+    Parameters
+    ----------
+    bootstrap
+        ``host:port[,host:port...]`` of the broker.
+    partitions
+        Partitions of every topic and of the state table; must equal the
+        partition count of the existing topics (create them first with
+        :func:`services.embedded.ensure_topics`).
+    app_id
+        faust app id: the consumer group and the prefix of the changelog topic.
+        Two apps with different ids each process every record.
+    data_dir
+        Where faust keeps its local files.
+    config
+        The core's configuration; default ``CoreConfig()``.
+    session_timeout
+        Consumer-group session timeout in seconds.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    core_config = config if config is not None else CoreConfig()
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{address.strip()}" for address in bootstrap.split(",")],
+        store="memory://",
+        datadir=str(data_dir),
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=min(HEARTBEAT_INTERVAL, session_timeout / 3),
+        table_standby_replicas=0,
+    )
+    inputs = app.topic(*INPUT_TOPICS, partitions=partitions)
+    outputs = {name: app.topic(name, partitions=partitions) for name in OUTPUT_TOPICS}
+    states = app.Table(
+        STATE_TABLE,
+        default=None,
+        partitions=partitions,
+        key_serializer="raw",
+        value_serializer=PatientStateCodec(),
+    )
+
+    async def run_core(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            for topic, key, value in handle(_record(event), states, core_config):
+                await outputs[topic].send(key=key, value=value)
+
+    agent: Callable[..., Any] = app.agent(inputs, name=AGENT_NAME)
+    agent(run_core)
+    return app
