@@ -18,7 +18,7 @@ Sources
   cytokines in major depression. Biol Psychiatry 67:446-457. IL-6 higher on
   average in depression; no validated individual cut-off.
 * NICE CG185 (2014, updated 2023). Bipolar disorder: assessment and
-  management, section 1.10: lithium levels 12 h after the dose; aim for
+  management (lithium recommendations): levels 12 h after the dose; aim for
   0.6-0.8 mmol/L at first, 0.8-1.0 mmol/L after a relapse on lithium.
 * Malhi GS, Gessler D, Outhred T (2017). The use of lithium for the treatment
   of bipolar disorder: recommendations from clinical practice guidelines.
@@ -28,8 +28,9 @@ Sources
 * Hiemke C, Bergemann N, Clement HW et al. (2018). Consensus guidelines for
   therapeutic drug monitoring in neuropsychopharmacology: update 2017
   (AGNP). Pharmacopsychiatry 51:9-62. Valproic acid 50-100 ug/mL (laboratory
-  alert level 120 ug/mL); clozapine 350-600 ng/mL (alert level 1000 ng/mL),
-  >= 350 ng/mL the response threshold in treatment-resistant schizophrenia.
+  alert level 120 ug/mL: check against the paper's table); clozapine
+  350-600 ng/mL (alert level 1000 ng/mL), >= 350 ng/mL the response
+  threshold in treatment-resistant schizophrenia.
 
 LOINC codes are the Serum-or-Plasma, mass- or substance-concentration terms
 (verified against laboratory test catalogues: Mayo Clinic Laboratories
@@ -157,7 +158,7 @@ LITHIUM = Analyte(
     citation=f"{_LITHIUM_SOURCES}; Hiemke 2018",
     aliases=("li", "serum lithium", "lithium level"),
     # Li+ is monovalent, so 1 mEq/L = 1 mmol/L (UCUM spells it meq/L).
-    conversions=(("mmol/L", 1.0), ("mEq/L", 1.0), ("umol/L", 0.001)),
+    conversions=(("mmol/L", 1.0), ("mEq/L", 1.0)),
     sampling="12 h after the last dose (trough), at steady state",
     bands=(
         Band(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from schemas.instruments.errors import ScoreError
 from schemas.instruments.reliable_change import ReliableChange
@@ -107,7 +108,8 @@ def _show_key(key: object) -> str:
     return key if isinstance(key, str) else repr(key)
 
 
-def _is_whole_number(value: object) -> bool:
+def _is_whole_number(value: object) -> TypeGuard[int]:
+    # bool is an int subclass, but True is not a rating.
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -197,7 +199,6 @@ class Instrument:
             raise self._error(
                 f"{self.name} {what}: value {total!r} is not a whole number ({allowed})", "total"
             )
-        assert isinstance(total, int)
         if not self.total_low <= total <= self.total_high:
             raise self._error(
                 f"{self.name} {what}: value {total} is out of range ({allowed})", "total"
@@ -240,7 +241,7 @@ class Instrument:
                     f"({allowed})"
                 )
                 at_fault.append(item.key)
-            elif not item.low <= items[item.key] <= item.high:
+            elif not item.low <= value <= item.high:
                 problems.append(
                     f"{self.name} item {item.key}: value {value} is out of range ({allowed})"
                 )

@@ -530,7 +530,7 @@ def test_integer_keys_are_explained() -> None:
 @pytest.mark.parametrize("value", [True, 1.0, "2", None])
 def test_item_values_must_be_whole_numbers(value: object) -> None:
     with pytest.raises(ScoreError, match=r"PHQ-9 item 1: value .* is not a whole number"):
-        PHQ9.score(numbered([0] * 9) | {"1": value}, None)  # type: ignore[dict-item]
+        PHQ9.score(numbered([0] * 9) | {"1": value}, None)  # type: ignore[arg-type]
 
 
 def test_total_alone_must_be_in_range() -> None:
