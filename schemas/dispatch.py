@@ -79,8 +79,8 @@ def decode_document(
 ) -> InputEvent | DeadLetter:
     """Like :func:`decode` for a record already parsed from JSON (or CSV)."""
     if not isinstance(document, Mapping):
-        kind = type(document).__name__
-        reason = f"a record must be a JSON object with a 'kind' field, got a JSON {kind}"
+        shape = type(document).__name__
+        reason = f"a record must be a JSON object with a 'kind' field, got a JSON {shape}"
         return dead_letter(raw, topic, received_at, reason, source=source)
     kind = document.get("kind")
     accepted_here = KINDS_BY_TOPIC.get(topic, frozenset(RAW_KINDS)) & set(RAW_KINDS)
@@ -89,8 +89,8 @@ def decode_document(
             f"field 'kind': value {_short(kind)} is not accepted on {topic}; "
             f"accepted: {', '.join(sorted(accepted_here))}"
         )
-        errors = (FieldError(field="kind", message=reason, value=_short(kind)),)
-        return dead_letter(raw, topic, received_at, reason, errors=errors, source=source)
+        kind_error = (FieldError(field="kind", message=reason, value=_short(kind)),)
+        return dead_letter(raw, topic, received_at, reason, errors=kind_error, source=source)
     try:
         event: InputEvent = _ANY_EVENT.validate_python(document)
     except ValidationError as error:

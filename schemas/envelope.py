@@ -37,7 +37,7 @@ from pydantic import (
 
 from schemas.identity import PSEUDONYM_PATTERN
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 #: How far ``observed_at`` may lie after ``received_at``: device clocks drift,
 #: but an observation from the future is a broken clock or a broken producer.

@@ -10,12 +10,15 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import click
 
-from services.intake import Verdict, read_verdicts
-from services.settings import SettingsError, load_settings
+from services.intake import Format, Verdict, read_verdicts
+from services.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from streams import CoreConfig
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,8 +62,14 @@ def validate(file: BinaryIO, format_: str | None, quiet: bool) -> None:
     events = 0
     try:
         verdicts = list(
-            read_verdicts(data, name=str(name), received_at=received_at, key=key, format=format_)
-        )  # type: ignore[arg-type]
+            read_verdicts(
+                data,
+                name=str(name),
+                received_at=received_at,
+                key=key,
+                format=cast(Format | None, format_),
+            )
+        )
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     for verdict in verdicts:
@@ -117,9 +126,9 @@ def ingest(file: BinaryIO, format_: str | None) -> None:
                 name=str(getattr(file, "name", "-")),
                 received_at=received_at,
                 key=key,
-                format=format_,
+                format=cast(Format | None, format_),
             )
-        )  # type: ignore[arg-type]
+        )
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     with (
@@ -172,6 +181,92 @@ def api(host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
+@cli.command()
+@click.option(
+    "--partitions",
+    type=int,
+    default=None,
+    help="Partitions per topic (default: PSYMON_PARTITIONS).",
+)
+def broker(partitions: int | None) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory storage) in the foreground.
+
+    Listens on PSYMON_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), creates psymon's topics
+    with PSYMON_PARTITIONS partitions, prints the address and runs until Ctrl-C.
+    Everything it holds is lost when it stops: PostgreSQL is the system of record.
+    """
+    from services.embedded.broker import (
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+        BrokerError,
+        run_broker_foreground,
+    )
+
+    settings = _settings()
+    host, port = DEFAULT_HOST, DEFAULT_PORT
+    if settings.kafka_bootstrap:
+        first = settings.kafka_bootstrap.split(",")[0]
+        host, _, port_text = first.rpartition(":")
+        port = int(port_text)
+    try:
+        sys.exit(run_broker_foreground(host, port, partitions or settings.partitions))
+    except BrokerError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@cli.command()
+@click.option(
+    "--app-id",
+    default="psymon-worker",
+    show_default=True,
+    help="Consumer group; workers sharing it share the partitions.",
+)
+@click.option(
+    "--loglevel",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def worker(app_id: str, loglevel: str) -> None:
+    """Run a stream worker: read the input topics, keep each patient's state, emit outputs.
+
+    Reads PSYMON_KAFKA_BOOTSTRAP (required), PSYMON_PARTITIONS, PSYMON_DATA_DIR and
+    PSYMON_CORE_CONFIG_FILE. Writes course updates, risk, alerts and dead letters to their
+    topics. Start more workers with the same --app-id to share the partitions.
+    """
+    from services.worker import run_worker
+
+    settings = _settings()
+    if settings.kafka_bootstrap is None:
+        raise click.ClickException(
+            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
+            "(start one with `psymon broker`)"
+        )
+    sys.exit(
+        run_worker(
+            settings.kafka_bootstrap,
+            settings.partitions,
+            app_id=app_id,
+            data_dir=settings.data_dir,
+            config=_core_config(settings),
+            loglevel=loglevel,
+        )
+    )
+
+
+def _core_config(settings: Settings) -> CoreConfig | None:
+    if settings.core_config_file is None:
+        return None
+    from streams import CoreConfig
+
+    try:
+        return CoreConfig.model_validate_json(settings.core_config_file.read_bytes())
+    except (OSError, ValueError) as error:
+        raise click.ClickException(
+            f"PSYMON_CORE_CONFIG_FILE {settings.core_config_file}: {error}"
+        ) from None
+
+
 @cli.group()
 def tokens() -> None:
     """Manage API tokens (stored hashed in PSYMON_API_TOKENS_FILE)."""
@@ -204,7 +299,7 @@ def _print_verdict(verdict: Verdict) -> None:
         click.echo(f"ok        {verdict.where}: {event.model_dump_json()}")
 
 
-def _settings():
+def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as error:

@@ -21,10 +21,10 @@ Settings chosen for the embedded broker (Tansu), harmless on Apache Kafka:
 * ``consumer_auto_offset_reset`` ``earliest``: a new consumer group (a new
   deployment) processes everything already on the topics;
 * raw bytes in and out; JSON is decoded and validated by psymon, not faust;
-* the table store is memory (rocksdb is not installed): state survives a
-  restart through its changelog topic, which faust creates with the table's
-  partition count (:func:`changelog_topics` names it so it can be created
-  beforehand).
+* the table store is memory (rocksdb is not installed) and holds each
+  patient's state as JSON bytes; state survives a restart through the
+  table's changelog topic, which faust creates with the table's partition
+  count (:func:`changelog_topics` names it so it can be created beforehand).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.serializers import codecs
 from faust.types import EventT
 
 from schemas.dispatch import dead_letter, decode
@@ -65,27 +64,17 @@ def changelog_topics(app_id: str = DEFAULT_APP_ID) -> tuple[str, ...]:
     return (f"{app_id}-{STATE_TABLE}-changelog",)
 
 
-class PatientStateCodec(codecs.Codec):
-    """Patient state to and from JSON bytes, for the table's changelog topic.
+def encode_state(state: PatientState) -> bytes:
+    """Serialise a patient state for the table and its changelog topic.
 
     JSON rather than pickle: whoever can write to a changelog topic must not be
     able to run code in the worker.
     """
-
-    def _dumps(self, obj: Any) -> bytes:
-        return encode_state(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return decode_state(s)
-
-
-def encode_state(state: PatientState) -> bytes:
-    """Serialise a patient state for the changelog."""
     return state.model_dump_json().encode()
 
 
 def decode_state(data: bytes) -> PatientState:
-    """Read a patient state back from the changelog."""
+    """Read a patient state back from the table."""
     return PatientState.model_validate_json(data)
 
 
@@ -116,13 +105,13 @@ Outgoing = tuple[str, bytes | None, bytes]
 
 
 def handle(
-    record: Record, states: MutableMapping[bytes, PatientState], config: CoreConfig
+    record: Record, states: MutableMapping[bytes, bytes], config: CoreConfig
 ) -> list[Outgoing]:
     """Everything the worker does for one record, without faust.
 
-    Decodes the record, runs the core on the patient's state from ``states``,
-    stores the new state and returns what to produce. Never raises for a bad
-    record: that becomes a dead letter.
+    Decodes the record, runs the core on the patient's state from ``states``
+    (encoded states keyed by pseudonym), stores the new state and returns what
+    to produce. Never raises for a bad record: that becomes a dead letter.
     """
     event = decode(record.value, topic=record.topic, received_at=record.received_at)
     if isinstance(event, DeadLetter):
@@ -140,9 +129,8 @@ def handle(
             record.value, record.topic, record.received_at, reason, patient_id=event.patient_id
         )
         return [_outgoing(letter)]
-    state = states.get(key)
-    if state is None:
-        state = initial_state(event.patient_id)
+    stored = states.get(key)
+    state = initial_state(event.patient_id) if stored is None else decode_state(stored)
     try:
         new_state, outputs = process(state, event, config)
     except Exception as error:
@@ -163,7 +151,7 @@ def handle(
         )
         return [_outgoing(letter)]
     if new_state is not state:
-        states[key] = new_state
+        states[key] = encode_state(new_state)
     return [_outgoing(output) for output in outputs]
 
 
@@ -218,6 +206,7 @@ def create_app(
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
     core_config = config if config is not None else CoreConfig()
+    data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         app_id,
         broker=[f"kafka://{address.strip()}" for address in bootstrap.split(",")],
@@ -235,13 +224,9 @@ def create_app(
     )
     inputs = app.topic(*INPUT_TOPICS, partitions=partitions)
     outputs = {name: app.topic(name, partitions=partitions) for name in OUTPUT_TOPICS}
-    states = app.Table(
-        STATE_TABLE,
-        default=None,
-        partitions=partitions,
-        key_serializer="raw",
-        value_serializer=PatientStateCodec(),
-    )
+    # Keys and values are bytes (faust's "raw" codec): the state is JSON made by
+    # psymon, so faust never needs to know its type.
+    states = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
 
     async def run_core(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():

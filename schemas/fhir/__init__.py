@@ -41,13 +41,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from schemas.envelope import Source
 from schemas.fhir.context import Context
 from schemas.fhir.document import DocumentError, Entry, References, read_document, release_note
 from schemas.fhir.elements import mappings, text
 from schemas.fhir.observation import meaning, observation_events
-from schemas.fhir.outcome import Converted, Rejected, ResourceReport, Status, Unsupported
+from schemas.fhir.outcome import Converted, Rejected, ResourceReport, Status
 from schemas.fhir.questionnaire import questionnaire_events
 from schemas.identity import pseudonymise
+from schemas.instruments import Instrument
 
 __all__ = ["ResourceReport", "Status", "import_fhir"]
 
@@ -87,12 +89,13 @@ def import_fhir(
     Raises
     ------
     ValueError
-        If the key is too short or ``received_at`` is naive: mistakes of the
-        caller, not of the document.
+        If the key is too short, ``received_at`` is naive or ``system`` is empty
+        or longer than 128 characters: mistakes of the caller, not of the document.
     """
     pseudonymise("key check", pseudonym_key)  # fails early, naming the key's required length
     if received_at.tzinfo is None or received_at.utcoffset() is None:
         raise ValueError("received_at must be tz-aware, e.g. datetime.now(UTC)")
+    Source(system=system)  # a ValidationError (a ValueError) names what system accepts
     try:
         entries = read_document(document)
     except DocumentError as error:
@@ -111,12 +114,21 @@ def import_fhir(
             unique.append(entry)
     member_of = _panel_members(unique, references)
     for entry in unique:
-        if entry.index not in member_of:
-            reports[entry.index] = _import(entry, context, converted)
-    for entry in unique:
-        if entry.index in member_of:
-            panel = member_of[entry.index]
-            reports[entry.index] = _member(entry, panel, reports[panel.index], converted, context)
+        # A member waits for its panel (and that panel for its own); walking the
+        # chain up first keeps deep or cyclic hasMember links from recursing.
+        chain = [entry]
+        while (panel := member_of.get(chain[-1].index)) is not None:
+            if panel.index in reports or panel in chain:
+                break
+            chain.append(panel)
+        for link in reversed(chain):
+            if link.index in reports:
+                continue
+            panel = member_of.get(link.index)
+            if panel is None or panel.index not in reports:
+                reports[link.index] = _import(link, context, converted)
+            else:
+                reports[link.index] = _member(link, panel, reports[panel.index], converted, context)
     return [reports[index] for index in sorted(reports)]
 
 
@@ -141,7 +153,9 @@ def _import(entry: Entry, context: Context, converted: dict[int, Converted]) -> 
         return _report(entry, error.status, reason)
     converted[entry.index] = result
     notes = ([note] if note else []) + result.notes
-    return ResourceReport(entry.index, entry.label, "accepted", "; ".join(notes) or None, result.events)
+    return ResourceReport(
+        entry.index, entry.label, "accepted", "; ".join(notes) or None, result.events
+    )
 
 
 def _unsupported_reason(kind: str | None) -> str:
@@ -153,7 +167,7 @@ def _unsupported_reason(kind: str | None) -> str:
             f"subject and keeps only a pseudonym; {_IMPORTED}"
         )
     if kind == "Bundle":
-        return f"a Bundle inside a Bundle is not read; import it as a document of its own"
+        return "a Bundle inside a Bundle is not read; import it as a document of its own"
     return f"{kind[:40]} is not imported; {_IMPORTED}"
 
 
@@ -170,7 +184,7 @@ def _member(
         return _report(entry, "accepted", f"{used.members[entry.index]} (entry {panel.index})")
     resource = entry.resource or {}
     found = meaning(resource)
-    if panel_report.status == "rejected" and found is not None and not hasattr(found[0], "unit"):
+    if panel_report.status == "rejected" and found is not None and isinstance(found[0], Instrument):
         return _report(
             entry,
             "rejected",
@@ -206,7 +220,3 @@ def _duplicate(entry: Entry, earlier: Entry) -> ResourceReport:
 
 def _report(entry: Entry, status: Status, reason: str) -> ResourceReport:
     return ResourceReport(entry.index, entry.label, status, reason, ())
-
-
-# Keep Unsupported importable from here for callers that route on it.
-_ = Unsupported

@@ -15,12 +15,13 @@ from typing import Any, Literal, TypeVar
 from pydantic import ValidationError
 
 from schemas.envelope import Source
+from schemas.events import ClinicalScore
 from schemas.fhir.document import Entry, References, relative_reference
 from schemas.fhir.elements import mappings, text
 from schemas.fhir.outcome import ImportedEvent, Rejected, explain_validation
 from schemas.fhir.subject import patient_pseudonym
 from schemas.identity import event_id_for
-from schemas.instruments import Instrument
+from schemas.instruments import Instrument, ScoreError
 
 Rater = Literal["self", "clinician"]
 EventT = TypeVar("EventT", bound=ImportedEvent)
@@ -94,3 +95,27 @@ def build(model: type[EventT], fields: dict[str, Any]) -> EventT:
         return model(**fields)
     except ValidationError as error:
         raise Rejected(explain_validation(error)) from None
+
+
+def clinical_score(
+    fields: dict[str, Any],
+    instrument: Instrument,
+    rater: Rater,
+    items: dict[str, int],
+    total: int | None,
+) -> ClinicalScore:
+    """A ClinicalScore; the instrument's own message explains a score it refuses."""
+    try:
+        instrument.score(items or None, total)
+    except ScoreError as error:
+        raise Rejected(str(error)) from None
+    return build(
+        ClinicalScore,
+        {
+            **fields,
+            "instrument": instrument.id,
+            "rater": rater,
+            "items": items or None,
+            "total": total,
+        },
+    )

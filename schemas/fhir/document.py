@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class as r4b_model
+from fhir.resources.R4B.resource import Resource as R4BResource
 from fhir.resources.STU3 import get_fhir_model_class as stu3_model
 from pydantic import ValidationError
 
@@ -123,7 +124,9 @@ def read_document(document: Mapping[str, Any] | bytes | str) -> list[Entry]:
     try:
         raw = document.decode("utf-8-sig") if isinstance(document, bytes) else document
     except UnicodeDecodeError as error:
-        raise DocumentError(f"the document is not UTF-8 text ({error.reason}); {_ACCEPTED}") from None
+        raise DocumentError(
+            f"the document is not UTF-8 text ({error.reason}); {_ACCEPTED}"
+        ) from None
     raw = raw.lstrip("\ufeff")
     try:
         parsed = loads(raw.encode())
@@ -162,9 +165,14 @@ def _entries(document: Mapping[str, Any]) -> list[Entry]:
         raise DocumentError(f"the document has no resourceType; {_ACCEPTED}")
     if kind != "Bundle":
         return [Entry(0, document)]
-    entries = []
     raw_entries = document.get("entry")
-    for index, raw in enumerate(raw_entries if isinstance(raw_entries, list) else []):
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise DocumentError(
+            "the Bundle has no entries (Bundle.entry is missing, empty or not a list): "
+            "there is nothing to import"
+        )
+    entries = []
+    for index, raw in enumerate(raw_entries):
         entry = mapping(raw)
         resource = entry.get("resource")
         entries.append(
@@ -223,6 +231,24 @@ def relative_reference(reference: str) -> str | None:
     if len(parts) < 2 or not parts[-2][:1].isupper():
         return None
     return f"{parts[-2]}/{parts[-1]}"
+
+
+def resource_type_name(kind: str) -> str:
+    """``kind`` if it names a FHIR resource type, else a neutral phrase.
+
+    Reasons show the type a reference points to; a path segment that is not a
+    resource type might be an identifier, so it is never echoed.
+
+    >>> resource_type_name("Group"), resource_type_name("MRN00731942")
+    ('Group', 'resource of an unknown type')
+    """
+    try:
+        model = r4b_model(kind)
+    except (KeyError, ValueError, TypeError):
+        model = None
+    if model is not None and issubclass(model, R4BResource):
+        return kind
+    return "resource of an unknown type"
 
 
 def release_note(resource: Mapping[str, Any]) -> str | None:

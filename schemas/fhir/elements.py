@@ -97,7 +97,9 @@ def event_time(element: str, value: Any) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise Rejected(f"{element} {shown(value)} is not a FHIR dateTime; {_TIME_EXAMPLE}") from None
+        raise Rejected(
+            f"{element} {shown(value)} is not a FHIR dateTime; {_TIME_EXAMPLE}"
+        ) from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise Rejected(
             f"{element} {shown(value)} has no UTC offset, so its moment is unknown "
@@ -166,7 +168,7 @@ def whole_number(element: str, value: Any) -> int:
     >>> whole_number("answer", 1.5)
     Traceback (most recent call last):
     ...
-    schemas.fhir.outcome.Rejected: answer 1.5 is not a whole number; item scores are whole numbers
+    schemas.fhir.outcome.Rejected: answer 1.5 is not a whole number; scores are whole numbers
     """
     number: Any = value
     if isinstance(value, str):
@@ -177,7 +179,7 @@ def whole_number(element: str, value: Any) -> int:
     if isinstance(number, bool) or not isinstance(number, int | float):
         raise Rejected(f"{element} {shown(value)} is not a number")
     if isinstance(number, float) and not number.is_integer():
-        raise Rejected(f"{element} {shown(value)} is not a whole number; item scores are whole numbers")
+        raise Rejected(f"{element} {shown(value)} is not a whole number; scores are whole numbers")
     return int(number)
 
 
@@ -199,7 +201,11 @@ def coded_score(element: str, coding: Mapping[str, Any], instrument_id: str) -> 
     for candidate in (code, display):
         if candidate is not None and re.fullmatch(r"-?\d+(\.0+)?", candidate):
             return whole_number(element, candidate)
-    if code in FREQUENCY_ANSWERS and instrument_id in FREQUENCY_ANSWER_INSTRUMENTS:
+    if (
+        code is not None
+        and code in FREQUENCY_ANSWERS
+        and instrument_id in FREQUENCY_ANSWER_INSTRUMENTS
+    ):
         return FREQUENCY_ANSWERS[code]
     raise Rejected(
         f"{element}: the answer {shown(code)} ({display or 'no display'}) carries no score; "
@@ -217,7 +223,9 @@ def answer_score(element: str, answer: Mapping[str, Any], instrument_id: str) ->
         if key in answer:
             return whole_number(f"{element} {key}", answer[key])
     if "valueQuantity" in answer:
-        return whole_number(f"{element} valueQuantity", mapping(answer["valueQuantity"]).get("value"))
+        return whole_number(
+            f"{element} valueQuantity", mapping(answer["valueQuantity"]).get("value")
+        )
     coded = [answer["valueCoding"]] if "valueCoding" in answer else []
     coded += list(mappings(mapping(answer.get("valueCodeableConcept")).get("coding")))
     if coded:

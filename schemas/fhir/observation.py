@@ -27,15 +27,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas.analytes import ANALYTES, Analyte, ImplausibleValue, UnitError, analyte_for_loinc
-from schemas.events import ClinicalScore, LabResult
-from schemas.fhir.context import Context, build
+from schemas.events import LabResult
+from schemas.fhir.context import Context, build, clinical_score
 from schemas.fhir.document import Entry
 from schemas.fhir.elements import (
     answer_score,
     describe_concept,
     first_time,
     loinc_codings,
-    mapping,
     mappings,
     text,
 )
@@ -142,7 +141,9 @@ def lab_result(
     unit = _unit(analyte, float(value), quantity)
     observed = first_time(resource, TIME_ELEMENTS)
     fields = context.envelope(entry, resource, observed)
-    return build(LabResult, {**fields, "analyte": analyte.id, "loinc": code, "value": value, "unit": unit})
+    return build(
+        LabResult, {**fields, "analyte": analyte.id, "loinc": code, "value": value, "unit": unit}
+    )
 
 
 def _unit(analyte: Analyte, value: float, quantity: Mapping[str, Any]) -> str:
@@ -214,10 +215,7 @@ def _score(
     observed = first_time(resource, TIME_ELEMENTS)
     fields = context.envelope(entry, resource, observed)
     rater = context.rater(instrument, resource.get("performer"), questionnaire=False)
-    score = build(
-        ClinicalScore,
-        {**fields, "instrument": instrument.id, "rater": rater, "items": items or None, "total": total},
-    )
+    score = clinical_score(fields, instrument, rater, items, total)
     return Converted((score,), notes, members)
 
 
@@ -243,5 +241,7 @@ def _part(
                 raise Rejected(f"{instrument.name} item {item.key} appears twice ({where})")
             items[item.key] = answer_score(f"{where} (item {item.key})", element, instrument.id)
             return item.key
-    notes.append(f"{where} ({describe_concept(element.get('code'))}) ignored: not part of {instrument.name}")
+    notes.append(
+        f"{where} ({describe_concept(element.get('code'))}) ignored: not part of {instrument.name}"
+    )
     return None

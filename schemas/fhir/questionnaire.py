@@ -23,21 +23,36 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from schemas.events import ClinicalScore
-from schemas.fhir.context import Context, build
+from schemas.fhir.context import Context, clinical_score
 from schemas.fhir.document import Entry
-from schemas.fhir.elements import answer_score, first_time, loinc_codes_in, loinc_codings
-from schemas.fhir.elements import mapping, mappings, text
+from schemas.fhir.elements import (
+    answer_score,
+    first_time,
+    loinc_codes_in,
+    loinc_codings,
+    mapping,
+    mappings,
+    text,
+)
 from schemas.fhir.observation import check_status
 from schemas.fhir.outcome import Converted, Rejected, shown
-from schemas.instruments import INSTRUMENTS, Instrument, get_instrument, instrument_for_loinc
-from schemas.instruments import UnknownInstrument
+from schemas.instruments import (
+    INSTRUMENTS,
+    Instrument,
+    UnknownInstrument,
+    get_instrument,
+    instrument_for_loinc,
+)
 
 #: Response statuses whose answers are complete and may be imported.
 ACCEPTED_STATUSES = ("completed", "amended")
 
 _SPLIT = re.compile(r"[/|?#=&:]+")
 _PIECES = re.compile(r"[-_.\s]+")
+#: Bounds on the name search in a questionnaire URL: pieces per path segment
+#: looked at, and pieces one instrument name may span ("patient-health-questionnaire-9").
+_MAX_PIECES = 16
+_MAX_NAME_PIECES = 5
 _IDENTIFY = (
     "accepted: a questionnaire URL containing a LOINC panel code (e.g. 44249-1 for PHQ-9) "
     "or an instrument name (phq-9, gad-7 ...), or items whose linkId or code is a LOINC "
@@ -45,15 +60,19 @@ _IDENTIFY = (
 )
 
 
-def questionnaire_events(
-    entry: Entry, resource: Mapping[str, Any], context: Context
-) -> Converted:
+def questionnaire_events(entry: Entry, resource: Mapping[str, Any], context: Context) -> Converted:
     """Map one QuestionnaireResponse to a ClinicalScore (see the module docstring)."""
     notes = check_status(resource, ACCEPTED_STATUSES)
     answered = list(_answered(resource.get("item")))
-    instrument = _from_questionnaire(resource.get("questionnaire")) or _from_items(answered)
+    instrument = _from_questionnaire(resource.get("questionnaire"))
     if instrument is None:
-        raise Rejected(f"the questionnaire is not one psymon knows; {_IDENTIFY}")
+        instrument = _from_items(answered)
+        if instrument is None:
+            raise Rejected(f"the questionnaire is not one psymon knows; {_IDENTIFY}")
+        notes.append(
+            f"read as {instrument.name} from its answered item codes (the questionnaire URL "
+            "names no instrument psymon knows)"
+        )
     names = _key_names(instrument)
     items: dict[str, int] = {}
     total: int | None = None
@@ -73,7 +92,9 @@ def questionnaire_events(
         elif key in items:
             raise Rejected(f"{instrument.name} item {key} is answered twice (last at {where})")
         else:
-            items[key] = answer_score(f"{where} ({instrument.name} item {key})", answers[0], instrument.id)
+            items[key] = answer_score(
+                f"{where} ({instrument.name} item {key})", answers[0], instrument.id
+            )
     if ignored:
         notes.append(f"items ignored (not scored by {instrument.name}): {', '.join(ignored[:8])}")
     if not items and total is None:
@@ -82,10 +103,7 @@ def questionnaire_events(
     fields = context.envelope(entry, resource, observed)
     who = resource.get("source") or resource.get("author")
     rater = context.rater(instrument, who, questionnaire=True)
-    score = build(
-        ClinicalScore,
-        {**fields, "instrument": instrument.id, "rater": rater, "items": items or None, "total": total},
-    )
+    score = clinical_score(fields, instrument, rater, items, total)
     return Converted((score,), notes)
 
 
@@ -110,16 +128,20 @@ def _from_questionnaire(questionnaire: Any) -> Instrument | None:
         found = instrument_for_loinc(code)
         if found is not None and found[1] is None:
             return found[0]
-    named: set[str] = set()
-    for segment in _SPLIT.split(url):
-        pieces = [piece for piece in _PIECES.split(segment) if piece]
+    for segment in reversed(_SPLIT.split(url)):  # the questionnaire's own id comes last
+        named: set[str] = set()
+        pieces = [piece for piece in _PIECES.split(segment) if piece][:_MAX_PIECES]
         for start in range(len(pieces)):
-            for end in range(len(pieces), start, -1):
+            for end in range(min(len(pieces), start + _MAX_NAME_PIECES), start, -1):
                 try:
                     named.add(get_instrument("".join(pieces[start:end])).id)
                 except UnknownInstrument:
                     continue
-    return INSTRUMENTS[named.pop()] if len(named) == 1 else None
+        if len(named) == 1:
+            return INSTRUMENTS[named.pop()]
+        if named:
+            return None  # one segment naming two instruments: let the items decide
+    return None
 
 
 def _codes(item: Mapping[str, Any]) -> list[str]:
@@ -128,25 +150,37 @@ def _codes(item: Mapping[str, Any]) -> list[str]:
 
 
 def _from_items(answered: list[Mapping[str, Any]]) -> Instrument | None:
-    """The instrument whose items are exactly the answered LOINC items (else the first owner)."""
+    """The instrument the answered items' LOINC codes point to.
+
+    A total code decides; otherwise the instrument whose items are exactly the
+    answered ones (PHQ-2, PHQ-8 and PHQ-9 share item codes); otherwise the
+    single instrument that owns all the codes.
+    """
     codes: set[str] = set()
     owners: list[Instrument] = []
+    totals: set[str] = set()
     for item in answered:
         for code in _codes(item):
             found = instrument_for_loinc(code)
-            if found is not None:
-                owners.append(found[0])
-                if found[1] is not None:
-                    codes.add(code)
+            if found is None:
+                continue
+            owners.append(found[0])
+            if found[1] is not None:
+                codes.add(code)
+            else:
+                totals.add(found[0].id)
     if not owners:
         return None
+    if len(totals) == 1:
+        return INSTRUMENTS[totals.pop()]
     for instrument in INSTRUMENTS.values():
         if {item.loinc for item in instrument.items} == codes:
             return instrument
     if len({owner.id for owner in owners}) > 1:
         raise Rejected(
-            f"the items belong to several instruments ({', '.join(sorted({o.name for o in owners}))}); "
-            "psymon reads one instrument per QuestionnaireResponse"
+            f"the items belong to several instruments "
+            f"({', '.join(sorted({o.name for o in owners}))}); psymon reads one instrument "
+            "per QuestionnaireResponse"
         )
     return owners[0]
 

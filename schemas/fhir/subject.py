@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.fhir.document import References, relative_reference
+from schemas.fhir.document import References, relative_reference, resource_type_name
 from schemas.fhir.elements import mapping, mappings, text
 from schemas.fhir.outcome import Rejected
 from schemas.identity import pseudonymise
@@ -58,7 +58,8 @@ def source_identifier(resource: Mapping[str, Any], references: References) -> st
         raise Rejected(f"no subject: psymon needs to know which patient this is about; {_ACCEPTED}")
     declared = text(subject.get("type"))
     if declared is not None and declared.rsplit("/", 1)[-1] != "Patient":
-        raise Rejected(f"subject.type is {declared[:40]}, not Patient; {_ACCEPTED}")
+        kind = resource_type_name(declared.rsplit("/", 1)[-1])
+        raise Rejected(f"subject.type is a {kind}, not Patient; {_ACCEPTED}")
     reference = text(subject.get("reference"))
     if reference is not None:
         return _from_reference(reference, resource, references)
@@ -86,7 +87,8 @@ def _from_reference(reference: str, resource: Mapping[str, Any], references: Ref
     kind = relative.split("/", 1)[0]
     if kind != "Patient":
         raise Rejected(
-            f"subject refers to a {kind[:40]}, not a Patient; psymon imports results about "
+            f"subject refers to a {resource_type_name(kind)}, not a Patient; psymon imports "
+            "results about "
             f"one patient; {_ACCEPTED}"
         )
     return relative
@@ -95,7 +97,8 @@ def _from_reference(reference: str, resource: Mapping[str, Any], references: Ref
 def _from_patient(patient: Mapping[str, Any]) -> str:
     kind = text(patient.get("resourceType")) or "resource without resourceType"
     if kind != "Patient":
-        raise Rejected(f"subject refers to a {kind[:40]}, not a Patient; {_ACCEPTED}")
+        shown_kind = resource_type_name(kind)
+        raise Rejected(f"subject refers to a {shown_kind}, not a Patient; {_ACCEPTED}")
     patient_id = text(patient.get("id"))
     if patient_id is not None:
         return f"Patient/{patient_id}"

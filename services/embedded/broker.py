@@ -117,17 +117,12 @@ def topic_partitions(
 
 
 def _admin(bootstrap: str, timeout: float) -> Any:
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return KafkaAdminClient(
-                bootstrap_servers=bootstrap,
-                client_id="psymon-admin",
-                request_timeout_ms=int(min(timeout, 30.0) * 1000),
-            )
+            return _admin_client(bootstrap, min(timeout, 30.0))
         except KafkaError as error:
             if time.monotonic() >= deadline:
                 raise BrokerError(
@@ -136,6 +131,19 @@ def _admin(bootstrap: str, timeout: float) -> Any:
                     "PSYMON_KAFKA_BOOTSTRAP to a reachable host:port"
                 ) from None
             time.sleep(0.2)
+
+
+def _admin_client(bootstrap: str, timeout: float) -> Any:
+    from kafka import KafkaAdminClient
+
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap.split(","),
+        "client_id": "psymon-admin",
+        "request_timeout_ms": int(timeout * 1000),
+    }
+    if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python >= 3
+        options["bootstrap_timeout_ms"] = int(timeout * 1000)
+    return KafkaAdminClient(**options)
 
 
 def _partition_counts(admin: Any, topics: list[str]) -> dict[str, int]:
@@ -372,7 +380,6 @@ class EmbeddedBroker:
         return None if self._process is None else self._process.poll()
 
     def _answers_metadata(self) -> bool:
-        from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
         try:
@@ -381,9 +388,7 @@ class EmbeddedBroker:
         except OSError:
             return False
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=f"{self.host}:{self.port}", request_timeout_ms=2000
-            )
+            admin = _admin_client(f"{self.host}:{self.port}", 2.0)
         except KafkaError:
             return False
         try:

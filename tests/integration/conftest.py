@@ -39,6 +39,7 @@ def worker(
         data_dir=base / "data",
         log_path=base / "worker.log",
     ).start()
+    process.wait_ready()
     yield process
     code = process.stop()
     leftovers = [pid for pid in process.pids if process_alive(pid)]

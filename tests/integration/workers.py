@@ -152,6 +152,8 @@ def read_until(
 ) -> list[dict[str, Any]]:
     """All JSON records of ``topic`` from its start, polled until ``until(records)`` holds.
 
+    Each record carries its message key, decoded, under ``_key``.
+
     Returns the records read when the condition held, or after ``timeout``
     seconds (the caller's assertion then shows what was there).
     """
@@ -166,7 +168,10 @@ def read_until(
         deadline = time.monotonic() + timeout
         while True:
             for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(json.loads(message.value) for message in batch)
+                for message in batch:
+                    record = json.loads(message.value)
+                    record["_key"] = message.key.decode() if message.key is not None else None
+                    records.append(record)
             if until(records) or time.monotonic() >= deadline:
                 return records
     finally:

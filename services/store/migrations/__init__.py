@@ -1,0 +1,22 @@
+"""psymon's schema migrations, in the order they apply.
+
+A migration is a module with ``VERSION`` (four digits), ``NAME`` and
+``statements(flavour) -> list[str]``: one SQL statement per string (no
+multi-statement strings, so that engines that accept one simple statement at a
+time can run them). ``flavour`` is ``"postgres"`` (declarative partitioning,
+rollup tables) or ``"timescale"`` (hypertables, continuous aggregates); it is
+chosen once, when the first migration is applied, and recorded.
+
+Never edit a migration that has shipped: add a new one. :func:`services.store.migrate`
+refuses to run when an applied migration's checksum no longer matches its code.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from services.store.migrations import v0001_event_tables, v0002_time_layout, v0003_views
+
+MIGRATIONS: tuple[ModuleType, ...] = (v0001_event_tables, v0002_time_layout, v0003_views)
+
+__all__ = ["MIGRATIONS"]

@@ -1,0 +1,379 @@
+"""Which table each event kind goes to, and the row it becomes.
+
+One :class:`TableSpec` per table: its columns in COPY order and a function
+turning an event into a row of them. The columns must exist in the migrated
+schema; the integration tests check that they do.
+
+>>> from schemas.examples import envelope_fields
+>>> from schemas.events import LabResult
+>>> lab = LabResult(**envelope_fields(), analyte="crp", value=0.45, unit="mg/dL")
+>>> spec = table_for(lab)
+>>> spec.name
+'lab_results'
+>>> dict(zip(spec.columns, spec.row(lab)))["value"]
+4.5
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.envelope import Envelope
+from schemas.events import (
+    Alert,
+    ClinicalOutcome,
+    ClinicalScore,
+    CourseUpdate,
+    DeadLetter,
+    LabResult,
+    RiskAssessment,
+    WearableSample,
+    WearableUpload,
+)
+
+#: What the writer accepts: every event model (uploads are expanded to samples).
+Storable = (
+    ClinicalScore
+    | WearableUpload
+    | WearableSample
+    | LabResult
+    | ClinicalOutcome
+    | CourseUpdate
+    | RiskAssessment
+    | Alert
+    | DeadLetter
+)
+
+Row = tuple[Any, ...]
+
+_ENVELOPE_COLUMNS = (
+    "event_id",
+    "patient_id",
+    "observed_at",
+    "received_at",
+    "source_system",
+    "source_device",
+    "source_rater",
+    "time_zone",
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table the writer loads: its name, its columns in COPY order, its row builder."""
+
+    name: str
+    columns: tuple[str, ...]
+    row: Callable[[Any], Row]
+    partitioned: bool = True
+
+
+def _envelope(event: Envelope) -> Row:
+    source = event.source
+    return (
+        event.event_id,
+        event.patient_id,
+        event.observed_at,
+        event.received_at,
+        source.system,
+        source.device,
+        source.rater,
+        event.time_zone,
+    )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _score_row(e: ClinicalScore) -> Row:
+    return (
+        *_envelope(e),
+        e.instrument,
+        e.version,
+        e.rater,
+        _json(e.items),
+        e.total,
+        e.model_dump_json(),
+    )
+
+
+def _sample_row(e: WearableSample, upload_id: Any = None) -> Row:
+    return (
+        *_envelope(e),
+        e.metric,
+        e.value,
+        e.unit,
+        e.interval_end,
+        upload_id,
+        e.model_dump_json(),
+    )
+
+
+def _lab_row(e: LabResult) -> Row:
+    return (
+        *_envelope(e),
+        e.analyte,
+        e.loinc,
+        e.value,
+        e.unit,
+        e.reported_value,
+        e.reported_unit,
+        e.hours_since_dose,
+        e.model_dump_json(),
+    )
+
+
+def _outcome_row(e: ClinicalOutcome) -> Row:
+    medication = None if e.medication is None else e.medication.model_dump_json()
+    return (*_envelope(e), e.outcome, e.episode, medication, e.model_dump_json())
+
+
+def _course_row(e: CourseUpdate) -> Row:
+    return (
+        *_envelope(e),
+        e.caused_by,
+        e.signal,
+        e.signal_kind,
+        e.value,
+        e.unit,
+        e.day,
+        e.band,
+        e.baseline,
+        e.change,
+        e.rci,
+        e.reliable_change,
+        e.response,
+        e.remission,
+        e.status,
+        e.level,
+        e.level_sd,
+        e.deviation,
+        e.coverage,
+        e.late,
+        e.model_dump_json(),
+    )
+
+
+def _risk_row(e: RiskAssessment) -> Row:
+    contributions = _json([c.model_dump() for c in e.contributions])
+    return (
+        *_envelope(e),
+        e.caused_by,
+        e.probability,
+        e.horizon_days,
+        e.model_name,
+        e.model_version,
+        contributions,
+        e.model_dump_json(),
+    )
+
+
+def _alert_row(e: Alert) -> Row:
+    return (
+        *_envelope(e),
+        e.caused_by,
+        e.alert_id,
+        e.rule,
+        e.severity,
+        e.status,
+        e.message,
+        _json(e.evidence),
+        e.first_seen,
+        e.last_seen,
+        e.config_version,
+        e.model_dump_json(),
+    )
+
+
+def _dead_letter_row(e: DeadLetter) -> Row:
+    e = pg_safe_dead_letter(e)
+    source = e.source
+    return (
+        e.event_id,
+        e.patient_id,
+        e.observed_at,
+        e.received_at,
+        source.system,
+        source.device,
+        source.rater,
+        e.topic,
+        e.reason,
+        _json([error.model_dump() for error in e.errors]),
+        e.raw,
+        e.raw_size,
+        e.raw_sha256,
+        e.model_dump_json(),
+    )
+
+
+CLINICAL_SCORES = TableSpec(
+    "clinical_scores",
+    (*_ENVELOPE_COLUMNS, "instrument", "version", "rater", "items", "total", "payload"),
+    _score_row,
+)
+WEARABLE_SAMPLES = TableSpec(
+    "wearable_samples",
+    (*_ENVELOPE_COLUMNS, "metric", "value", "unit", "interval_end", "upload_id", "payload"),
+    _sample_row,
+)
+LAB_RESULTS = TableSpec(
+    "lab_results",
+    (
+        *_ENVELOPE_COLUMNS,
+        "analyte",
+        "loinc",
+        "value",
+        "unit",
+        "reported_value",
+        "reported_unit",
+        "hours_since_dose",
+        "payload",
+    ),
+    _lab_row,
+)
+CLINICAL_OUTCOMES = TableSpec(
+    "clinical_outcomes",
+    (*_ENVELOPE_COLUMNS, "outcome", "episode", "medication", "payload"),
+    _outcome_row,
+)
+COURSE_UPDATES = TableSpec(
+    "course_updates",
+    (
+        *_ENVELOPE_COLUMNS,
+        "caused_by",
+        "signal",
+        "signal_kind",
+        "value",
+        "unit",
+        "day",
+        "band",
+        "baseline",
+        "change",
+        "rci",
+        "reliable_change",
+        "response",
+        "remission",
+        "status",
+        "level",
+        "level_sd",
+        "deviation",
+        "coverage",
+        "late",
+        "payload",
+    ),
+    _course_row,
+)
+RISK_ASSESSMENTS = TableSpec(
+    "risk_assessments",
+    (
+        *_ENVELOPE_COLUMNS,
+        "caused_by",
+        "probability",
+        "horizon_days",
+        "model_name",
+        "model_version",
+        "contributions",
+        "payload",
+    ),
+    _risk_row,
+)
+ALERTS = TableSpec(
+    "alerts",
+    (
+        *_ENVELOPE_COLUMNS,
+        "caused_by",
+        "alert_id",
+        "rule",
+        "severity",
+        "status",
+        "message",
+        "evidence",
+        "first_seen",
+        "last_seen",
+        "config_version",
+        "payload",
+    ),
+    _alert_row,
+)
+DEAD_LETTERS = TableSpec(
+    "dead_letters",
+    (
+        "event_id",
+        "patient_id",
+        "observed_at",
+        "received_at",
+        "source_system",
+        "source_device",
+        "source_rater",
+        "topic",
+        "reason",
+        "errors",
+        "raw",
+        "raw_size",
+        "raw_sha256",
+        "payload",
+    ),
+    _dead_letter_row,
+    partitioned=False,
+)
+
+#: Every table the writer loads, in load order.
+TABLES: tuple[TableSpec, ...] = (
+    CLINICAL_SCORES,
+    WEARABLE_SAMPLES,
+    LAB_RESULTS,
+    CLINICAL_OUTCOMES,
+    COURSE_UPDATES,
+    RISK_ASSESSMENTS,
+    ALERTS,
+    DEAD_LETTERS,
+)
+
+_BY_KIND: dict[str, TableSpec] = {
+    "clinical_score": CLINICAL_SCORES,
+    "wearable_upload": WEARABLE_SAMPLES,
+    "wearable_sample": WEARABLE_SAMPLES,
+    "lab_result": LAB_RESULTS,
+    "clinical_outcome": CLINICAL_OUTCOMES,
+    "course_update": COURSE_UPDATES,
+    "risk_assessment": RISK_ASSESSMENTS,
+    "alert": ALERTS,
+    "dead_letter": DEAD_LETTERS,
+}
+
+
+def table_for(event: Storable) -> TableSpec:
+    """The table an event of this kind is stored in."""
+    return _BY_KIND[event.kind]
+
+
+def stored_events(event: Storable) -> Iterator[tuple[Storable, Row]]:
+    """The event(s) ``event`` is stored as, each with its row.
+
+    An upload becomes its samples, one row each, with the upload's id in
+    ``upload_id`` and the upload's time zone (the samples do not carry one).
+    """
+    if isinstance(event, WearableUpload):
+        for sample in event.samples():
+            if sample.time_zone is None and event.time_zone is not None:
+                sample = sample.model_copy(update={"time_zone": event.time_zone})
+            yield sample, _sample_row(sample, event.event_id)
+        return
+    yield event, table_for(event).row(event)
+
+
+# PostgreSQL text and jsonb cannot hold U+0000; a dead letter keeps the
+# record's text with U+FFFD in its place (raw_sha256 still names the original).
+_NUL = re.compile("\x00")
+
+
+def pg_safe_dead_letter(letter: DeadLetter) -> DeadLetter:
+    """``letter`` with U+0000 in its raw text replaced, so PostgreSQL can store it."""
+    if "\x00" not in letter.raw:
+        return letter
+    return letter.model_copy(update={"raw": _NUL.sub("\ufffd", letter.raw)})

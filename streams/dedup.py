@@ -1,0 +1,128 @@
+"""Recognising what the patient state has already seen, in bounded memory.
+
+The broker delivers at least once, so the same event can arrive twice
+(ARCHITECTURE.md). Two memories make a re-delivery harmless:
+
+* :class:`EventMemory` remembers event ids (scores, labs, outcomes, whole
+  uploads), the newest ``capacity`` of them by event time. What it keeps does
+  not depend on arrival order.
+* :class:`SampleCoverage` remembers which time intervals of each device's
+  metric have been counted. A wearable sample wholly inside counted time is a
+  duplicate: a re-sent upload whose window overlaps the last one counts only
+  its new samples, and so does a re-aggregated one (five one-minute samples
+  re-sent as one five-minute sample would otherwise count twice). For samples
+  that carry their source's identity (``event_id_for(device, metric, start)``)
+  this is dedup by event id, in memory that grows with the gaps in the data
+  rather than with the number of samples.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from uuid import UUID
+
+
+def short_id(event_id: UUID) -> int:
+    """The first 64 bits of an event id: unique enough within one patient.
+
+    >>> short_id(UUID(int=(5 << 64) | 7))
+    5
+    """
+    return event_id.int >> 64
+
+
+@dataclass(slots=True)
+class EventMemory:
+    """The newest ``capacity`` event ids by event time, in bounded memory.
+
+    >>> from schemas.examples import example_uuid
+    >>> memory = EventMemory()
+    >>> memory.remember(example_uuid(1), at=10, capacity=2)
+    >>> memory.remember(example_uuid(2), at=30, capacity=2)
+    >>> memory.remember(example_uuid(3), at=20, capacity=2)  # forgets the oldest (at=10)
+    >>> [memory.seen(example_uuid(n)) for n in (1, 2, 3)]
+    [False, True, True]
+    """
+
+    ids: dict[int, int] = field(default_factory=dict)
+
+    def seen(self, event_id: UUID) -> bool:
+        """Whether ``event_id`` is remembered."""
+        return short_id(event_id) in self.ids
+
+    def remember(self, event_id: UUID, at: int, capacity: int) -> None:
+        """Remember ``event_id`` observed at ``at``; forget the oldest beyond ``capacity``."""
+        self.ids[short_id(event_id)] = at
+        while len(self.ids) > capacity:
+            oldest = min(self.ids.items(), key=lambda item: (item[1], item[0]))
+            del self.ids[oldest[0]]
+
+    def clone(self) -> EventMemory:
+        """An independent copy."""
+        return EventMemory(dict(self.ids))
+
+
+@dataclass(slots=True)
+class SampleCoverage:
+    """Counted time per stream (device and metric) as merged intervals.
+
+    Each stream holds a flat sorted list ``[start0, end0, start1, end1, ...]``
+    of disjoint half-open intervals in epoch seconds; touching intervals merge,
+    so a continuous minute-by-minute stream costs two numbers. An instant
+    sample (``start == end``) stands for one second.
+
+    >>> coverage = SampleCoverage()
+    >>> coverage.add("watch|steps", 0, 60, limit=100)
+    True
+    >>> coverage.add("watch|steps", 60, 120, limit=100)
+    True
+    >>> coverage.spans["watch|steps"]
+    [0, 120]
+    >>> coverage.add("watch|steps", 30, 90, limit=100)  # already counted: a duplicate
+    False
+    """
+
+    spans: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, stream: str, start: int, end: int, limit: int) -> bool:
+        """Count ``[start, end)`` of ``stream``; False when it was wholly counted already."""
+        if end <= start:
+            end = start + 1
+        spans = self.spans.get(stream)
+        if spans is None:
+            self.spans[stream] = [start, end]
+            return True
+        # Index of the last interval starting at or before ``start``.
+        i = bisect_right(spans, start, 0, len(spans)) - 1
+        i -= i % 2
+        if i >= 0 and spans[i + 1] >= end:
+            return False
+        # Merge with every interval that overlaps or touches [start, end).
+        lo = i if i >= 0 and spans[i + 1] >= start else i + 2
+        hi = lo
+        new_start, new_end = start, end
+        while hi < len(spans) and spans[hi] <= new_end:
+            new_start = min(new_start, spans[hi])
+            new_end = max(new_end, spans[hi + 1])
+            hi += 2
+        spans[lo:hi] = [new_start, new_end]
+        if len(spans) > 2 * limit:
+            del spans[: len(spans) - 2 * limit]
+        return True
+
+    def forget_before(self, moment: int) -> None:
+        """Drop intervals that end before ``moment`` (their days have closed)."""
+        for stream in list(self.spans):
+            spans = self.spans[stream]
+            keep = 0
+            while keep < len(spans) and spans[keep + 1] < moment:
+                keep += 2
+            if keep == len(spans):
+                del self.spans[stream]
+            elif keep:
+                del spans[:keep]
+
+    def clone(self) -> SampleCoverage:
+        """An independent copy."""
+        return SampleCoverage({stream: list(spans) for stream, spans in self.spans.items()})
