@@ -18,11 +18,32 @@ JSON_DIR = Path(__file__).with_name("json")
 SCHEMA_ID_BASE = "https://psymon.dev/schemas/v1/"
 
 
+def _without_examples(description: str) -> str:
+    """A docstring without its doctest examples: they are for Python readers."""
+    kept = []
+    for line in description.splitlines():
+        if line.lstrip().startswith(">>>"):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def _clean(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _without_examples(v) if k == "description" and isinstance(v, str) else _clean(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean(v) for v in node]
+    return node
+
+
 def schema_documents() -> dict[str, str]:
     """File name -> JSON text for every event model, in validation mode."""
     documents: dict[str, str] = {}
     for model in EVENT_MODELS:
-        schema: dict[str, Any] = model.model_json_schema(mode="validation")
+        schema: dict[str, Any] = _clean(model.model_json_schema(mode="validation"))
         name = f"{model.__name__}.json"
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",

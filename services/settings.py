@@ -53,14 +53,43 @@ class Settings(BaseSettings):
     )
 
     kafka_bootstrap: str | None = Field(
-        default=None, pattern=r"^[\w.\-]+:\d{1,5}(,[\w.\-]+:\d{1,5})*$"
+        default=None,
+        pattern=r"^[\w.\-]+:\d{1,5}(,[\w.\-]+:\d{1,5})*$",
+        description="host:port[,host:port] of a Kafka-compatible broker. Unset: `psymon up` "
+        "starts the embedded broker; `psymon broker` listens on 127.0.0.1:9092.",
     )
-    database_url: SecretStr | None = None
-    data_dir: Path = Path(".psymon")
-    pseudonym_key: SecretStr | None = None
-    api_tokens_file: Path | None = None
-    partitions: int = Field(default=4, ge=1, le=1024)
-    core_config_file: Path | None = None
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL/TimescaleDB URL (secret: it may hold a password). Unset: the "
+        "embedded PostgreSQL under PSYMON_DATA_DIR, started on demand.",
+    )
+    data_dir: Path = Field(
+        default=Path(".psymon"),
+        description="Where embedded data (PostgreSQL, worker files, tokens) lives between runs.",
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="Secret (>= 32 characters) that turns source identifiers into pseudonyms "
+        "with a keyed HMAC; required to ingest; never printed. Changing it changes every "
+        "pseudonym.",
+    )
+    api_tokens_file: Path | None = Field(
+        default=None,
+        description="JSON file of hashed API tokens with roles (create with `psymon tokens "
+        "add`). Unset: PSYMON_DATA_DIR/api-tokens.json.",
+    )
+    partitions: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Partitions per topic when psymon creates topics; the most workers that "
+        "can share the work.",
+    )
+    core_config_file: Path | None = Field(
+        default=None,
+        description="JSON file of rule and model thresholds (the core's configuration); "
+        "unset: the built-in, versioned defaults.",
+    )
 
     @cached_property
     def pseudonym_key_bytes(self) -> bytes:

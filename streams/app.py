@@ -169,7 +169,7 @@ def _record(event: EventT[Any]) -> Record:
         partition=message.partition,
         offset=message.offset,
         key=message.key,
-        value=message.value,
+        value=message.value if message.value is not None else b"",  # a tombstone
         timestamp=message.timestamp,
     )
 

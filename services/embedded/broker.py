@@ -342,7 +342,8 @@ class EmbeddedBroker:
         except TansuBinaryNotFound as error:
             raise BrokerError(f"cannot start the embedded broker: {error}") from None
         url = f"tcp://{self.host}:{port}"
-        self._log = tempfile.TemporaryFile(prefix="psymon-tansu-")
+        # Kept open while the broker runs (its stdout); closed by stop().
+        self._log = tempfile.TemporaryFile(prefix="psymon-tansu-")  # noqa: SIM115
         self._process = spawn_child(
             [
                 binary,
@@ -441,9 +442,8 @@ def run_broker_foreground(
             print(f"export PSYMON_KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
             while broker.running:
                 time.sleep(0.5)
-            raise BrokerError(
-                f"the embedded broker stopped on its own: {broker.log_tail().strip() or 'no output'}"
-            )
+            output = broker.log_tail().strip() or "no output"
+            raise BrokerError(f"the embedded broker stopped on its own: {output}")
     except _Stop:
         print("psymon broker: stopping", flush=True)
         return 0

@@ -66,7 +66,8 @@ class Clinic:
         """Every visit score, lab result and outcome of the patient."""
         ctx = self.ctx
         detection = {
-            index: episode.onset + int(self.rng.integers(*self._inclusive(ctx.config.detection_days)))
+            index: episode.onset
+            + int(self.rng.integers(*self._inclusive(ctx.config.detection_days)))
             for index, episode in enumerate(ctx.course.episodes)
         }
         events: list[EagerEvent] = []
@@ -197,8 +198,12 @@ class Clinic:
         events: list[EagerEvent] = []
         for index, episode in enumerate(ctx.course.episodes):
             recognised = recognised_at[index]
-            lag = float(np.clip(rng.lognormal(math.log(config.relapse_report_median_days), 0.7),
-                                *config.relapse_report_days))
+            lag = float(
+                np.clip(
+                    rng.lognormal(math.log(config.relapse_report_median_days), 0.7),
+                    *config.relapse_report_days,
+                )
+            )
             events.append(
                 ClinicalOutcome(
                     event_id=ctx.ids(f"relapse:{index}"),

@@ -306,7 +306,9 @@ class Arm:
         if not self.name:
             raise ValueError("an arm needs a non-empty name")
         if not self.hazard_ratio > 0:
-            raise ValueError(f"arm {self.name!r}: hazard_ratio must be > 0, got {self.hazard_ratio}")
+            raise ValueError(
+                f"arm {self.name!r}: hazard_ratio must be > 0, got {self.hazard_ratio}"
+            )
 
 
 @dataclass(frozen=True)

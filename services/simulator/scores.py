@@ -65,6 +65,7 @@ class ScoreWriter:
             for name in ("phq9", "gad7", "madrs", "ymrs", "panss")
         }
         self.clinician = f"clinician:{int(rng.integers(1, 21))}"
+        self.phq9_interval: int | None = None
 
     # -- self-reports ---------------------------------------------------------------------------
 
@@ -75,6 +76,7 @@ class ScoreWriter:
         intervals = config.phq9_intervals
         weights = np.array([w for _, w in intervals], dtype=float)
         phq9_every = intervals[int(rng.choice(len(intervals), p=weights / weights.sum()))][0]
+        self.phq9_interval = phq9_every if "phq9" in ctx.profile.self_reports else None
         events: list[ClinicalScore] = []
         for instrument in ctx.profile.self_reports:
             every = phq9_every if instrument == "phq9" else config.gad7_interval_days
@@ -88,7 +90,9 @@ class ScoreWriter:
                 observed = ctx.phone_time(day, 18 * 60 + rng.uniform(0, 300))
                 received = observed + timedelta(seconds=rng.uniform(5, 600))
                 if rng.random() < config.report_late_probability:
-                    received += timedelta(hours=float(np.clip(rng.lognormal(math.log(6), 1), 1, 72)))
+                    received += timedelta(
+                        hours=float(np.clip(rng.lognormal(math.log(6), 1), 1, 72))
+                    )
                 symptoms = ctx.symptoms.on(ctx.effects, day)
                 items = self._self_items(instrument, symptoms, day)
                 event = ClinicalScore(

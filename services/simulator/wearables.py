@@ -277,7 +277,9 @@ def simulate_wearables(
     log_sd = base.step_cv * (1.0 + effects.step_variability)
     steps_day = base.steps * np.exp(effects.steps_log + rng.normal(0, 1, days) * log_sd)
     steps_day = np.where(hospital, steps_day * 0.4, steps_day)
-    local = (np.arange(n_slots) * slot - grid.midnight_offset + timeline.body_offset[slot_day]) % 1440
+    local = (
+        np.arange(n_slots) * slot - grid.midnight_offset + timeline.body_offset[slot_day]
+    ) % 1440
     awake = 1.0 - asleep_slot / slot
     mean = steps_day[slot_day] * ACTIVITY_PROFILE[(local // 60).astype(int)] / sph * awake
     steps = rng.poisson(mean * rng.gamma(0.8, 1 / 0.8, n_slots)).astype(np.int32)
@@ -296,7 +298,9 @@ def simulate_wearables(
 
     # -- HRV: a few five-minute readings inside each night's sleep --------------------------
     hrv: dict[int, list[tuple[int, float]]] = {}
-    night_level = base.rmssd_ms * np.exp(effects.hrv_log[day_of_night] + rng.normal(0, 0.1, len(nights)))
+    night_level = base.rmssd_ms * np.exp(
+        effects.hrv_log[day_of_night] + rng.normal(0, 0.1, len(nights))
+    )
     for n in range(len(nights)):
         count = int(rng.integers(3, 6))
         lo, hi = int(onset[n]) + 30, int(wake[n]) - 35

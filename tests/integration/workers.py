@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,3 +181,13 @@ def read_until(
 def caused_by(records: list[dict[str, Any]], event_id: uuid.UUID | str) -> list[dict[str, Any]]:
     """The derived records that ``event_id`` caused."""
     return [r for r in records if r.get("caused_by") == str(event_id)]
+
+
+def outputs_of(
+    bootstrap: str, topic: str, event_id: uuid.UUID, *, timeout: float = OUTPUT_TIMEOUT
+) -> list[dict[str, Any]]:
+    """The records on ``topic`` caused by ``event_id``, once at least one has arrived."""
+    return caused_by(
+        read_until(bootstrap, topic, lambda r: bool(caused_by(r, event_id)), timeout=timeout),
+        event_id,
+    )

@@ -1,0 +1,391 @@
+"""A simulated cohort: patients drawn from a seed, events in the order psymon sees them.
+
+Patient ``n`` (1-based) is drawn from ``numpy.random.default_rng([seed, n,
+stream])`` with one stream per part (identity, timeline, course, wearables,
+self-reports, clinic), so a patient does not change when the cohort grows and
+the wearable sampling rate does not change the course.
+
+Examples
+--------
+>>> from datetime import UTC, datetime
+>>> cohort = simulate_cohort(3, 14, seed=1, start=datetime(2026, 1, 5, tzinfo=UTC),
+...                          samples_per_hour=1)
+>>> events = list(cohort.events())
+>>> len(events) == len(cohort)
+True
+>>> times = [(e.received_at, e.event_id) for e in events]
+>>> times == sorted(times)
+True
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from schemas.envelope import Source
+from schemas.events import ClinicalOutcome, ClinicalScore, LabResult, WearableUpload
+from schemas.identity import pseudonymise
+from services.simulator.clinic import Clinic
+from services.simulator.config import SIMULATOR_KEY, Arm, SimulationConfig
+from services.simulator.context import EagerEvent, PatientContext, Symptoms
+from services.simulator.course import day_effects, simulate_course
+from services.simulator.ids import IdFactory
+from services.simulator.scores import ScoreWriter
+from services.simulator.timeline import simulate_timeline
+from services.simulator.truth import (
+    PatientTruth,
+    daily_states,
+    relapse_truth,
+    skew_truth,
+    travel_truth,
+)
+from services.simulator.wearables import EPOCH, Grid, WearableTrace, simulate_wearables
+
+SimulatedEvent = ClinicalScore | WearableUpload | LabResult | ClinicalOutcome
+
+#: Version of the generative model; recorded in the ground truth.
+SIMULATOR_VERSION = 1
+
+_IDENTITY, _TIMELINE, _COURSE, _WEARABLES, _REPORTS, _CLINIC = range(6)
+_DEVICES = ("sim-watch", "sim-ring")
+
+
+def _us(when: datetime) -> int:
+    return (when - EPOCH) // timedelta(microseconds=1)
+
+
+def _id_halves(event_id: str) -> tuple[int, int]:
+    hexa = event_id.replace("-", "")
+    return int(hexa[:16], 16), int(hexa[16:], 16)
+
+
+class Cohort:
+    """A simulated cohort: its events in arrival order and its ground truth.
+
+    Build one with :func:`simulate_cohort`. Events are built when iterated, so
+    a cohort of millions of wearable readings costs a few arrays until then;
+    every iteration yields equal events in the same order.
+    """
+
+    def __init__(
+        self,
+        *,
+        grid: Grid,
+        seed: int,
+        config: SimulationConfig,
+        arms: tuple[Arm, ...],
+        truths: list[PatientTruth],
+        eager: list[EagerEvent],
+        traces: list[WearableTrace],
+    ) -> None:
+        self.grid = grid
+        self.seed = seed
+        self.config = config
+        self.arms = arms
+        self.ground_truth: Mapping[str, PatientTruth] = {t.patient_id: t for t in truths}
+        self._eager = eager
+        self._traces = traces
+        self._order = self._arrival_order()
+
+    @property
+    def start(self) -> datetime:
+        """The start of the simulated period (UTC, on the hour)."""
+        return self.grid.t0
+
+    @property
+    def days(self) -> int:
+        """Length of the simulated period in days."""
+        return self.grid.days
+
+    def _arrival_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        received: list[np.ndarray] = [
+            np.array([_us(e.received_at) for e in self._eager], dtype=np.int64)
+        ]
+        halves = [_id_halves(str(e.event_id)) for e in self._eager]
+        source: list[np.ndarray] = [np.full(len(self._eager), -1, dtype=np.int32)]
+        index: list[np.ndarray] = [np.arange(len(self._eager), dtype=np.int64)]
+        for p, trace in enumerate(self._traces):
+            uploads = np.arange(len(trace.hours), dtype=np.int64)
+            for rows, at in (
+                (uploads, trace.received_us),
+                (trace.duplicates, trace.duplicate_received_us),
+            ):
+                received.append(np.asarray(at, dtype=np.int64))
+                halves.extend(_id_halves(trace.upload_ids[i]) for i in rows.tolist())
+                source.append(np.full(len(rows), p, dtype=np.int32))
+                index.append(np.asarray(rows, dtype=np.int64))
+        ids = np.array(halves, dtype=np.uint64).reshape(-1, 2)
+        at = np.concatenate(received)
+        order = np.lexsort((ids[:, 1], ids[:, 0], at))
+        return at[order], np.concatenate(source)[order], np.concatenate(index)[order], order
+
+    def __len__(self) -> int:
+        """Number of events, duplicates included."""
+        return len(self._order[0])
+
+    def counts(self) -> dict[str, int]:
+        """Events per kind (without building them)."""
+        counts: Counter[str] = Counter(e.kind for e in self._eager)
+        uploads = int((self._order[1] >= 0).sum())
+        if uploads:
+            counts["wearable_upload"] = uploads
+        return dict(sorted(counts.items()))
+
+    def events(self) -> Iterator[SimulatedEvent]:
+        """Every event in arrival order: by ``received_at``, ties by ``event_id``.
+
+        Duplicates (the same upload or report sent twice) appear twice with the
+        same ``event_id`` and a later ``received_at``.
+        """
+        received, source, index, _ = self._order
+        for at, p, i in zip(received.tolist(), source.tolist(), index.tolist(), strict=True):
+            if p < 0:
+                yield self._eager[i]
+            else:
+                yield self._traces[p].upload(i, EPOCH + timedelta(microseconds=at))
+
+    __iter__ = events
+
+    def stream(
+        self,
+        speedup: float | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Iterator[SimulatedEvent]:
+        """Events in arrival order, paced so simulated time runs ``speedup`` x wall time.
+
+        ``speedup=None`` yields as fast as the consumer takes them; ``3600``
+        replays an hour of arrivals per second. Nothing is built ahead.
+        """
+        if speedup is not None and not speedup > 0:
+            raise ValueError(f"speedup must be a positive number or None, got {speedup!r}")
+        first: datetime | None = None
+        began = clock()
+        for event in self.events():
+            if speedup is not None:
+                first = first or event.received_at
+                due = (event.received_at - first).total_seconds() / speedup
+                wait = due - (clock() - began)
+                if wait > 0:
+                    sleep(wait)
+            yield event
+
+    def write_jsonl(self, path: str | Path) -> int:
+        """Write every event, one ``model_dump_json()`` per line; return the count.
+
+        A ``.gz`` path is gzip-compressed (with a zero timestamp, so the file
+        stays byte-identical for a seed).
+        """
+        path = Path(path)
+        count = 0
+        with _open_text(path) as out:
+            for event in self.events():
+                out.write(event.model_dump_json())
+                out.write("\n")
+                count += 1
+        return count
+
+    def truth_json(self) -> dict[str, Any]:
+        """The ground truth as one JSON-ready document."""
+        return {
+            "simulator_version": SIMULATOR_VERSION,
+            "seed": self.seed,
+            "patients": len(self.ground_truth),
+            "days": self.days,
+            "start": self.start.isoformat(),
+            "samples_per_hour": self.grid.samples_per_hour,
+            "arms": [
+                {"name": a.name, "hazard_ratio": a.hazard_ratio, "subgroup": a.subgroup}
+                for a in self.arms
+            ],
+            "events": self.counts(),
+            "truth": [t.to_json() for t in self.ground_truth.values()],
+        }
+
+    def write_ground_truth(self, path: str | Path) -> None:
+        """Write :meth:`truth_json` to ``path`` (indented, stable key order)."""
+        Path(path).write_text(json.dumps(self.truth_json(), indent=1) + "\n", encoding="utf-8")
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        raw = gzip.GzipFile(filename="", mode="wb", fileobj=path.open("wb"), mtime=0)
+        return _GzipText(raw)
+    return path.open("w", encoding="utf-8", newline="\n")
+
+
+class _GzipText:
+    """A text writer over a gzip file that also closes the underlying file."""
+
+    def __init__(self, raw: gzip.GzipFile) -> None:
+        self._raw = raw
+
+    def write(self, text: str) -> int:
+        return self._raw.write(text.encode())
+
+    def __enter__(self) -> _GzipText:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fileobj = self._raw.fileobj
+        self._raw.close()
+        if fileobj is not None:
+            fileobj.close()
+
+
+def simulate_cohort(
+    patients: int,
+    days: int,
+    seed: int,
+    start: datetime,
+    *,
+    samples_per_hour: int = 12,
+    config: SimulationConfig | None = None,
+    arms: Sequence[Arm] = (),
+) -> Cohort:
+    """Simulate ``patients`` patients over ``days`` days from ``start``.
+
+    Parameters
+    ----------
+    patients
+        Cohort size (>= 1); patients are ``sim-patient-1`` .. ``sim-patient-N``,
+        pseudonymised with the simulator's fixed key.
+    days
+        Length of the period (>= 1).
+    seed
+        A non-negative integer; the same seed gives byte-identical output.
+    start
+        A tz-aware start; it is taken in UTC and rounded down to the hour.
+    samples_per_hour
+        Wearable readings per hour for heart rate, steps and sleep (12: one
+        every 5 minutes); must divide 60.
+    config
+        The generative model's parameters (:class:`SimulationConfig`).
+    arms
+        Treatment arms to randomise patients to; none by default.
+    """
+    for name, value, least in (("patients", patients, 1), ("days", days, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    if start.tzinfo is None or start.utcoffset() is None:
+        raise ValueError(
+            f"start {start.isoformat()} has no time zone; accepted: a tz-aware datetime "
+            "such as datetime(2026, 1, 5, tzinfo=UTC)"
+        )
+    config = config or SimulationConfig()
+    t0 = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    grid = Grid.build(t0, days, samples_per_hour)
+    truths: list[PatientTruth] = []
+    eager: list[EagerEvent] = []
+    traces: list[WearableTrace] = []
+    for n in range(1, patients + 1):
+        truth, events, trace = _simulate_patient(n, seed, grid, config, tuple(arms))
+        truths.append(truth)
+        eager.extend(events)
+        traces.append(trace)
+    return Cohort(
+        grid=grid,
+        seed=seed,
+        config=config,
+        arms=tuple(arms),
+        truths=truths,
+        eager=eager,
+        traces=traces,
+    )
+
+
+def _simulate_patient(
+    n: int, seed: int, grid: Grid, config: SimulationConfig, arms: tuple[Arm, ...]
+) -> tuple[PatientTruth, list[EagerEvent], WearableTrace]:
+    def rng(stream: int) -> np.random.Generator:
+        return np.random.default_rng([seed, n, stream])
+
+    source_id = f"sim-patient-{n}"
+    patient_id = pseudonymise(source_id, SIMULATOR_KEY, system="simulator")
+    first_day = grid.t0.date()
+
+    who = rng(_IDENTITY)
+    shares = np.array([d.share for d in config.diagnoses], dtype=float)
+    profile = config.diagnoses[int(who.choice(len(shares), p=shares / shares.sum()))]
+    inflammatory = bool(who.random() < profile.inflammatory_fraction)
+    on_lithium = bool(who.random() < profile.lithium_fraction)
+    hypersomnia = bool(who.random() < config.hypersomnia_fraction)
+    device = _DEVICES[int(who.integers(len(_DEVICES)))]
+    symptoms = Symptoms(
+        depressive=float(who.uniform(*profile.depressive)),
+        manic=float(who.uniform(*profile.manic)),
+        psychotic=float(who.uniform(*profile.psychotic)),
+        anxiety=float(who.uniform(*profile.anxiety)),
+    )
+    arm = arms[int(who.integers(len(arms)))] if arms else None
+    hazard_ratio = 1.0
+    if arm is not None and (arm.subgroup == "all" or inflammatory):
+        hazard_ratio = arm.hazard_ratio
+
+    timeline = simulate_timeline(rng(_TIMELINE), grid.t0, grid.days, config)
+    course = simulate_course(rng(_COURSE), profile, grid.days, config, hazard_ratio)
+    effects = day_effects(course, hypersomnia)
+    prefix = ("simulator", str(seed), source_id)
+    trace = simulate_wearables(
+        rng(_WEARABLES),
+        grid=grid,
+        course=course,
+        effects=effects,
+        timeline=timeline,
+        config=config,
+        patient_id=patient_id,
+        source=Source(system="sim-wearable", device=device),
+        id_prefix=(*prefix, device),
+    )
+    ctx = PatientContext(
+        t0=grid.t0,
+        days=grid.days,
+        patient_id=patient_id,
+        ids=IdFactory(*prefix),
+        profile=profile,
+        config=config,
+        course=course,
+        effects=effects,
+        timeline=timeline,
+        symptoms=symptoms,
+        inflammatory=inflammatory,
+        on_lithium=on_lithium,
+    )
+    scores = ScoreWriter(ctx, rng(_REPORTS))
+    events: list[EagerEvent] = [*scores.self_reports()]
+    events.extend(Clinic(ctx, rng(_CLINIC), scores).events())
+    truth = PatientTruth(
+        patient_id=patient_id,
+        source_id=source_id,
+        diagnosis=profile.name,
+        inflammatory=inflammatory,
+        on_lithium=on_lithium,
+        arm=None if arm is None else arm.name,
+        home_time_zone=timeline.home_zone,
+        device=device,
+        hypersomnia=hypersomnia,
+        phq9_interval_days=scores.phq9_interval,
+        first_day=first_day,
+        relapses=tuple(relapse_truth(e, first_day) for e in course.episodes),
+        travel=travel_truth(timeline, first_day),
+        clock_skews=skew_truth(timeline, first_day),
+        daily_states=daily_states(course),
+        wearable_baseline=trace.baseline,
+        symptoms={
+            "depressive": symptoms.depressive,
+            "manic": symptoms.manic,
+            "psychotic": symptoms.psychotic,
+            "anxiety": symptoms.anxiety,
+        },
+    )
+    return truth, events, trace

@@ -1,0 +1,221 @@
+"""Wearable samples into local days, and days closed by the watermark.
+
+:class:`WearableDays` is the per-patient wearable tracker. ``add`` puts each
+new sample into the open local day it belongs to (in the zone the sample was
+taken in) and marks the hours it covers; ``close`` closes every day the
+watermark has passed (local midnight at the day's end plus the wearable
+lateness) in calendar order and returns a :class:`ClosedDay` with its
+features, baselines and deviations. Days without any data between days with
+data are closed as well (coverage 0), up to ``max_gap_days`` in a row.
+
+A sample for a day that has already closed is *late*: it is counted and
+reported, never folded into a day whose features were already emitted.
+
+Sums are integers and days close in calendar order, so the result does not
+depend on the order samples arrive in, as long as each arrives before its
+day closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+
+from schemas.wearables import get_metric
+from streams.config import CoreConfig
+from streams.dedup import SampleCoverage
+from streams.timezones import TimeZoneHistory, day_bounds, local_midnight, zone
+from streams.wearable_features import FEATURES, DayTotals, FeatureHistory, day_features
+
+#: One sample as the tracker needs it: metric id, canonical value, start and
+#: end in epoch seconds.
+Sample = tuple[str, float, int, int]
+
+
+@lru_cache(maxsize=256)
+def metric_id(name: str) -> str:
+    """The catalogue id of a metric name or alias (cached: called per sample)."""
+    return get_metric(name).id
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedDay:
+    """One local day's features, closed by the watermark."""
+
+    day: date
+    end: datetime
+    has_data: bool
+    coverage: float
+    hours_without_data: float | None
+    values: dict[str, float | None]
+    baselines: dict[str, float | None]
+    deviations: dict[str, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What ``WearableDays.add`` did with a batch of samples."""
+
+    new: int
+    duplicates: int
+    late: dict[date, int]
+    newest: int | None
+
+
+@dataclass(slots=True)
+class WearableDays:
+    """Open days, the hours covered, closed-day history and sample dedup of one patient."""
+
+    open: dict[date, DayTotals] = field(default_factory=dict)
+    last_closed: date | None = None
+    tracking: bool = False
+    gap_run: int = 0
+    anchor: int | None = None
+    hours: int = 0
+    last_data: int | None = None
+    history: FeatureHistory = field(default_factory=FeatureHistory)
+    zones: TimeZoneHistory = field(default_factory=TimeZoneHistory)
+    seen: SampleCoverage = field(default_factory=SampleCoverage)
+
+    def add(self, samples: Iterable[Sample], stream: str, key: str, config: CoreConfig) -> Added:
+        """Fold in samples of one source (``stream``) taken in zone ``key``.
+
+        >>> from datetime import UTC
+        >>> days, t = WearableDays(), int(datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp())
+        >>> added = days.add([("steps", 100.0, t, t + 60), ("steps", 100.0, t, t + 60)],
+        ...                  "watch", "Europe/Berlin", CoreConfig())
+        >>> added.new, added.duplicates, list(days.open)
+        (1, 1, [datetime.date(2026, 3, 2)])
+        """
+        tz = zone(key)
+        sleep_shift = timedelta(hours=24 - config.wearable.sleep_window_start_hour)
+        limit = config.dedup.intervals_per_stream
+        new = duplicates = 0
+        late: dict[date, int] = {}
+        newest: int | None = None
+        for metric, value, start, end in samples:
+            local = datetime.fromtimestamp(start, tz)
+            if metric == "sleep":
+                day = (local + sleep_shift).date()
+                middle = datetime.fromtimestamp((start + max(start, end)) // 2, tz)
+                minute = (middle.date() - day).days * 1440 + middle.hour * 60 + middle.minute
+            else:
+                day, minute = local.date(), 0
+            if self.last_closed is not None and day <= self.last_closed:
+                late[day] = late.get(day, 0) + 1
+                continue
+            if not self.seen.add(f"{stream}|{metric}", start, end, limit):
+                duplicates += 1
+                continue
+            new += 1
+            totals = self.open.get(day)
+            if totals is None:
+                totals = self.open[day] = DayTotals()
+            totals.add(metric, value, start, key, minute)
+            self._cover(start, end)
+            if newest is None or start > newest:
+                newest = start
+        return Added(new, duplicates, late, newest)
+
+    def _cover(self, start: int, end: int) -> None:
+        first, last = start // 3600, max(start, end - 1) // 3600
+        if self.anchor is None:
+            self.anchor = first
+        elif first < self.anchor:
+            self.hours <<= self.anchor - first
+            self.anchor = first
+        span = min(last - first + 1, 72)
+        self.hours |= ((1 << span) - 1) << (first - self.anchor)
+
+    def _next_day(self) -> date | None:
+        if self.tracking and self.last_closed is not None:
+            return self.last_closed + timedelta(days=1)
+        return min(self.open) if self.open else None
+
+    def close(self, newest: int, lateness: int, config: CoreConfig) -> list[ClosedDay]:
+        """Close, in calendar order, every day whose end plus ``lateness`` (s) is <= ``newest``.
+
+        ``newest`` is the newest event time of any of the patient's events
+        (epoch seconds), so a patient who stops wearing the device but keeps
+        answering questionnaires still gets coverage-0 days and a data-loss alert.
+        """
+        closed: list[ClosedDay] = []
+        while (day := self._next_day()) is not None:
+            totals = self.open.get(day)
+            fallback = self.zones.latest() or "+00:00"
+            start_key = totals.first[1] if totals is not None and totals.first else fallback
+            end_key = totals.last[1] if totals is not None and totals.last else start_key
+            start, end = day_bounds(day, start_key, end_key)
+            if end + lateness > newest:
+                break
+            if totals is None:
+                self.gap_run += 1
+                if self.gap_run > config.wearable.max_gap_days:
+                    # Stop reporting empty days; a later sample starts a new run.
+                    self.tracking = False
+                    continue
+            else:
+                self.gap_run = 0
+                del self.open[day]
+                self.zones.record(day, end_key)
+            closed.append(self._close(day, int(start), int(end), end_key, totals, config))
+            self.last_closed, self.tracking = day, True
+        return closed
+
+    def _close(
+        self, day: date, start: int, end: int, key: str, totals: DayTotals | None, config: CoreConfig
+    ) -> ClosedDay:
+        start_h, end_h = start // 3600, max(end // 3600, start // 3600 + 1)
+        covered, last_hour = 0, None
+        if self.anchor is not None:
+            lo = max(start_h, self.anchor)
+            if end_h > lo:
+                window = (self.hours >> (lo - self.anchor)) & ((1 << (end_h - lo)) - 1)
+                covered = window.bit_count()
+                if window:
+                    last_hour = lo + window.bit_length() - 1
+            if end_h > self.anchor:
+                self.hours >>= end_h - self.anchor
+                self.anchor = end_h
+        if last_hour is not None:
+            self.last_data = (last_hour + 1) * 3600
+        coverage = min(1.0, covered / ((end - start) / 3600))
+        wearable = config.wearable
+        values = day_features(totals, coverage, self.history.recent("steps"), wearable)
+        baselines: dict[str, float | None] = {}
+        deviations: dict[str, float | None] = {}
+        for feature in FEATURES:
+            base = self.history.baseline(feature, wearable)
+            value = values[feature]
+            baselines[feature] = base.median if base is not None else None
+            deviations[feature] = base.z(value) if base is not None and value is not None else None
+        self.history.push(day, values, wearable)
+        self.seen.forget_before(start)
+        without = None if self.last_data is None else max(0, end - self.last_data) / 3600
+        return ClosedDay(
+            day=day,
+            end=local_midnight(day + timedelta(days=1), key),
+            has_data=totals is not None,
+            coverage=coverage,
+            hours_without_data=without,
+            values=values,
+            baselines=baselines,
+            deviations=deviations,
+        )
+
+    def clone(self) -> WearableDays:
+        """An independent copy."""
+        return WearableDays(
+            {day: totals.clone() for day, totals in self.open.items()},
+            self.last_closed,
+            self.tracking,
+            self.gap_run,
+            self.anchor,
+            self.hours,
+            self.last_data,
+            self.history.clone(),
+            self.zones.clone(),
+            self.seen.clone(),
+        )
