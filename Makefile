@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.psymon-installed
+TOOLS_VENV  ?= .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.psymon-tools-installed
 
-.PHONY: help demo test lint typecheck imports unit integration bench reliability schemas clean
+.PHONY: help demo test lint typecheck imports unit integration bench reliability docs compose-check clean
 
 help:
 	@echo "make demo   run psymon on the embedded default (broker + PostgreSQL + workers + web views)"
@@ -20,6 +22,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP) && \
 	echo "psymon: installed into $(VENV) in $$(( $$(date +%s) - start )) s"
 
+# check-jsonschema validates docker-compose.yml (Compose Specification). It needs click >= 8.5
+# and faust needs click < 8.4, so it gets a virtual environment of its own.
+$(TOOLS_STAMP):
+	@$(PYTHON) -m venv $(TOOLS_VENV) && \
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check "check-jsonschema==0.39.0" && \
+	touch $(TOOLS_STAMP)
+
+compose-check: $(TOOLS_STAMP)
+	$(TOOLS_VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
 demo: $(STAMP)
 	$(VENV)/bin/psymon demo
 
@@ -33,20 +45,21 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 
-schemas: $(STAMP)
+docs: $(STAMP)
 	$(PY) -m schemas.jsonschema
+	$(PY) -m services.reference_docs
 
-unit: $(STAMP)
-	$(VENV)/bin/pytest -q -m "not integration"
+unit: $(STAMP) $(TOOLS_STAMP)
+	PSYMON_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(VENV)/bin/pytest -q -m "not integration"
 
 integration: $(STAMP)
 	$(VENV)/bin/pytest -q -m integration
 
-test: lint typecheck imports
-	$(VENV)/bin/pytest -q
+test: lint typecheck imports $(TOOLS_STAMP)
+	PSYMON_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(VENV)/bin/pytest -q
 
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -112,6 +112,21 @@ def handle(
     Decodes the record, runs the core on the patient's state from ``states``
     (encoded states keyed by pseudonym), stores the new state and returns what
     to produce. Never raises for a bad record: that becomes a dead letter.
+
+    >>> from schemas.events import ClinicalScore
+    >>> from schemas.examples import envelope_fields
+    >>> score = ClinicalScore(**envelope_fields(), instrument="phq9", rater="self",
+    ...                       items={str(i): 1 for i in range(1, 10)})
+    >>> record = Record("psymon.clinical-scores.v1", 0, 0, score.patient_id.encode(),
+    ...                 score.model_dump_json().encode(), timestamp=1772442300.0)
+    >>> states: dict[bytes, bytes] = {}
+    >>> [topic for topic, key, value in handle(record, states, CoreConfig())]
+    ['psymon.alerts.v1', 'psymon.course.v1']
+    >>> handle(record, states, CoreConfig())  # re-delivered: nothing new
+    []
+    >>> broken = Record("psymon.clinical-scores.v1", 0, 1, None, b"{", timestamp=1772442300.0)
+    >>> [topic for topic, key, value in handle(broken, states, CoreConfig())]
+    ['psymon.dead-letter.v1']
     """
     event = decode(record.value, topic=record.topic, received_at=record.received_at)
     if isinstance(event, DeadLetter):

@@ -44,8 +44,9 @@ class OrderingConfig(_Section):
     score_lateness_hours: Hours = 0.0
     lab_lateness_hours: Hours = 0.0
     outcome_lateness_hours: Hours = 0.0
-    #: Wearable days close this long after local midnight (phones upload in batches).
-    wearable_lateness_hours: Hours = 6.0
+    #: Wearable days close this long after local midnight: phones upload in
+    #: batches, and a night's sleep is often synced only after waking up.
+    wearable_lateness_hours: Hours = 12.0
     #: Events held back at most; beyond it the oldest is applied at once.
     max_pending_events: int = Field(default=64, ge=1, le=4096)
 

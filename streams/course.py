@@ -29,8 +29,8 @@ and the episode status:
 >>> [course.update(t, None, n * 7 * day, config).status for n, t in enumerate([20, 9, 3])]
 ['active', 'response', 'remission']
 >>> view = course.update(14, None, 10 * 7 * day, config)
->>> view.status, view.reliable_change
-('subthreshold', 'none')
+>>> view.status, view.reliable_change  # still 6 points better than the first rating
+('subthreshold', 'improved')
 >>> view = course.update(15, None, 12 * 7 * day, config)  # two weeks at >= 10: a new episode
 >>> view.status, view.new_episode, view.baseline
 ('relapse', True, 14)
@@ -82,7 +82,16 @@ def _noise_and_drift(inst: Instrument, config: CoreConfig) -> tuple[float, float
 
 @dataclass(slots=True)
 class InstrumentCourse:
-    """The course of illness on one instrument; ``update`` folds in one rating."""
+    """The course of illness on one instrument; ``update`` folds in one rating.
+
+    >>> course, config = InstrumentCourse("madrs"), CoreConfig()
+    >>> view = course.update(30, None, 0, config)
+    >>> view.band, view.baseline, view.status
+    ('moderate', 30, 'active')
+    >>> view = course.update(8, None, 28 * 86_400_000_000, config)
+    >>> view.change, view.reliable_change, view.response, view.remission, view.status
+    (-22, 'improved', True, True, 'remission')
+    """
 
     instrument: str
     baseline: int | None = None

@@ -42,7 +42,14 @@ class LabView:
 
 @dataclass(slots=True)
 class LabCourse:
-    """Earlier values of one analyte; ``update`` reads a new value and keeps it."""
+    """Earlier values of one analyte; ``update`` reads a new value and keeps it.
+
+    >>> from streams.config import CoreConfig
+    >>> course = LabCourse("valproate")
+    >>> view = course.update(130.0, CoreConfig())
+    >>> view.status, view.severity, course.values
+    ('above alert level', 'warning', [130.0])
+    """
 
     analyte: str
     values: list[float] = field(default_factory=list)

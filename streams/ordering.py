@@ -16,8 +16,8 @@ course. With a lateness of 0 an event is applied at once.
 >>> from schemas.examples import envelope_fields, example_uuid
 >>> def lab(n, hour):
 ...     when = datetime(2026, 3, 2, hour, tzinfo=UTC)
-...     return LabResult(**envelope_fields(observed_at=when, event_id=example_uuid(n)),
-...                      analyte="crp", value=1.0, unit="mg/L")
+...     fields = envelope_fields(observed_at=when, received_at=when, event_id=example_uuid(n))
+...     return LabResult(**fields, analyte="crp", value=1.0, unit="mg/L")
 >>> order, hour = EventTimeOrder(), 3_600_000_000
 >>> order.admit(lab(1, 9), "lab_result", lateness=2 * hour)
 'held'
@@ -87,6 +87,7 @@ class Held:
     release: int
     observed: int
     event_id: str
+    family: str = field(compare=False)
     event: HeldEvent = field(compare=False)
 
 
@@ -94,9 +95,15 @@ class Held:
 class EventTimeOrder:
     """Per-family watermarks and the events held back until they pass.
 
-    A family is an event ``kind`` (``clinical_score``, ``lab_result``,
-    ``clinical_outcome``) or ``wearable``; ``newest`` is the newest event time
-    seen per family, in epoch microseconds.
+    A family is what must be ordered among itself: one instrument's ratings
+    (``clinical_score:phq9``), one analyte's results (``lab_result:lithium``),
+    the outcomes, the wearable data. ``newest`` is the newest event time seen
+    per family, in epoch microseconds.
+
+    >>> order = EventTimeOrder()
+    >>> order.observe("wearable", 5_000_000)
+    >>> order.watermark("wearable", lateness=2_000_000), order.watermark("lab_result:crp", 0)
+    (3000000, None)
     """
 
     newest: dict[str, int] = field(default_factory=dict)
@@ -124,7 +131,7 @@ class EventTimeOrder:
         if mark is not None and observed < mark:
             return "late"
         self.observe(family, event_time(event.observed_at, event.received_at))
-        insort(self.held, Held(observed + lateness, observed, str(event.event_id), event))
+        insort(self.held, Held(observed + lateness, observed, str(event.event_id), family, event))
         return "held"
 
     def release(
@@ -137,9 +144,9 @@ class EventTimeOrder:
         newest = self.newest.get(family)
         ready: list[ClinicalScore | LabResult | ClinicalOutcome] = []
         keep: list[Held] = []
-        waiting = sum(1 for h in self.held if h.event.kind == family)
+        waiting = sum(1 for h in self.held if h.family == family)
         for held in self.held:
-            if held.event.kind != family:
+            if held.family != family:
                 keep.append(held)
             elif (newest is not None and held.release <= newest) or waiting > max_held:
                 ready.append(held.event)
@@ -152,4 +159,3 @@ class EventTimeOrder:
     def clone(self) -> EventTimeOrder:
         """An independent copy (held events are frozen and shared)."""
         return EventTimeOrder(dict(self.newest), list(self.held))
-

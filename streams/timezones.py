@@ -50,7 +50,11 @@ def offset_key(moment: datetime) -> str:
     >>> offset_key(datetime(2026, 1, 1, tzinfo=UTC))
     '+00:00'
     """
-    offset = moment.utcoffset() or timedelta(0)
+    return _offset_text(moment.utcoffset() or timedelta(0))
+
+
+@lru_cache(maxsize=256)
+def _offset_text(offset: timedelta) -> str:
     sign = "-" if offset < timedelta(0) else "+"
     minutes = abs(offset) // timedelta(minutes=1)
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"

@@ -8,8 +8,11 @@ lateness) in calendar order and returns a :class:`ClosedDay` with its
 features, baselines and deviations. Days without any data between days with
 data are closed as well (coverage 0), up to ``max_gap_days`` in a row.
 
-A sample for a day that has already closed is *late*: it is counted and
-reported, never folded into a day whose features were already emitted.
+A sample taken on a local day that has already closed is *late*: it is
+counted and reported, never folded into a day whose features were already
+emitted. (Sleep from noon on is counted for the next day, but an evening
+sleep sample is still late once its own calendar day has closed: the day's
+coverage already counted that hour as empty.)
 
 Sums are integers and days close in calendar order, so the result does not
 depend on the order samples arrive in, as long as each arrives before its
@@ -97,15 +100,16 @@ class WearableDays:
         newest: int | None = None
         for metric, value, start, end in samples:
             local = datetime.fromtimestamp(start, tz)
+            taken = local.date()
+            if self.last_closed is not None and taken <= self.last_closed:
+                late[taken] = late.get(taken, 0) + 1
+                continue
             if metric == "sleep":
                 day = (local + sleep_shift).date()
                 middle = datetime.fromtimestamp((start + max(start, end)) // 2, tz)
                 minute = (middle.date() - day).days * 1440 + middle.hour * 60 + middle.minute
             else:
-                day, minute = local.date(), 0
-            if self.last_closed is not None and day <= self.last_closed:
-                late[day] = late.get(day, 0) + 1
-                continue
+                day, minute = taken, 0
             if not self.seen.add(f"{stream}|{metric}", start, end, limit):
                 duplicates += 1
                 continue
@@ -165,7 +169,13 @@ class WearableDays:
         return closed
 
     def _close(
-        self, day: date, start: int, end: int, key: str, totals: DayTotals | None, config: CoreConfig
+        self,
+        day: date,
+        start: int,
+        end: int,
+        key: str,
+        totals: DayTotals | None,
+        config: CoreConfig,
     ) -> ClosedDay:
         start_h, end_h = start // 3600, max(end // 3600, start // 3600 + 1)
         covered, last_hour = 0, None

@@ -15,9 +15,9 @@ What this module knows about Tansu (0.6.0-510f3e2, measured here):
   its source topic hangs its agent);
 * its memory storage loses everything when it stops.
 
->>> with EmbeddedBroker(partitions=2) as broker:  # doctest: +SKIP
-...     print(broker.bootstrap)
-127.0.0.1:...
+>>> with EmbeddedBroker(partitions=2) as broker:
+...     topic_partitions(broker.bootstrap, ["psymon.course.v1"])
+{'psymon.course.v1': 2}
 """
 
 from __future__ import annotations

@@ -338,6 +338,7 @@ class EmbeddedPostgres:
 
     def _launch(self) -> None:
         _rotate(self.log_path)
+        self._remove_stale_lock()
         settings = {
             "listen_addresses": HOST,
             "port": str(self.port),
@@ -371,6 +372,18 @@ class EmbeddedPostgres:
             )
         finally:
             log.close()
+
+    def _remove_stale_lock(self) -> None:
+        """Remove ``postmaster.pid`` left by a server that is dead or a zombie.
+
+        PostgreSQL itself ignores a lock file whose process is gone, but not one
+        whose process is a zombie: in a container whose init does not reap
+        orphans, a server killed with its parent stays one and blocks restarts.
+        """
+        info = _read_postmaster_pid(self.pgdata)
+        if info is not None and not _pid_alive(info[0]):
+            with contextlib.suppress(FileNotFoundError):
+                (self.pgdata / "postmaster.pid").unlink()
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self._startup_timeout

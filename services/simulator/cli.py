@@ -40,7 +40,8 @@ class SimulationSummary:
         return [
             f"{self.events} events ({kinds}) for {self.patients} patients over {self.days} days "
             f"in {self.seconds:.1f} s",
-            f"{self.relapses} relapses; events: {self.events_path}; ground truth: {self.truth_path}",
+            f"{self.relapses} relapses; events: {self.events_path}; "
+            f"ground truth: {self.truth_path}",
         ]
 
 

@@ -81,10 +81,10 @@ class Clinic:
         recognised: dict[int, datetime] = {}
         by_name = {visit.name: visit for visit in visits}
         for index, day in detection.items():
-            visit = by_name.get(f"relapse-{index}")
+            seen = by_name.get(f"relapse-{index}")
             recognised[index] = (
-                visit.seen_at
-                if visit is not None
+                seen.seen_at
+                if seen is not None
                 else ctx.clinic_time(day, 9 * 60 + self.rng.uniform(0, 480))
             )
         events.extend(self._outcomes(recognised))

@@ -21,10 +21,12 @@ True
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -51,6 +53,9 @@ from services.simulator.truth import (
 from services.simulator.wearables import EPOCH, Grid, WearableTrace, simulate_wearables
 
 SimulatedEvent = ClinicalScore | WearableUpload | LabResult | ClinicalOutcome
+
+#: The kinds of event the simulator emits.
+EVENT_KINDS: tuple[str, ...] = ("clinical_score", "wearable_upload", "lab_result", "clinical_outcome")
 
 #: Version of the generative model; recorded in the ground truth.
 SIMULATOR_VERSION = 1
@@ -140,17 +145,29 @@ class Cohort:
             counts["wearable_upload"] = uploads
         return dict(sorted(counts.items()))
 
-    def events(self) -> Iterator[SimulatedEvent]:
+    def events(self, kinds: Collection[str] | None = None) -> Iterator[SimulatedEvent]:
         """Every event in arrival order: by ``received_at``, ties by ``event_id``.
 
         Duplicates (the same upload or report sent twice) appear twice with the
-        same ``event_id`` and a later ``received_at``.
+        same ``event_id`` and a later ``received_at``. ``kinds`` keeps only
+        events of those kinds (``"clinical_score"``, ``"wearable_upload"``,
+        ``"lab_result"``, ``"clinical_outcome"``); leaving out wearable uploads
+        skips building them, which is most of the cost.
         """
+        unknown = sorted(set(kinds or ()) - set(EVENT_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown event kind {', '.join(map(repr, unknown))}; accepted: "
+                f"{', '.join(EVENT_KINDS)}"
+            )
         received, source, index, _ = self._order
+        uploads = kinds is None or "wearable_upload" in kinds
         for at, p, i in zip(received.tolist(), source.tolist(), index.tolist(), strict=True):
             if p < 0:
-                yield self._eager[i]
-            else:
+                event = self._eager[i]
+                if kinds is None or event.kind in kinds:
+                    yield event
+            elif uploads:
                 yield self._traces[p].upload(i, EPOCH + timedelta(microseconds=at))
 
     __iter__ = events
@@ -217,30 +234,19 @@ class Cohort:
         Path(path).write_text(json.dumps(self.truth_json(), indent=1) + "\n", encoding="utf-8")
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        raw = gzip.GzipFile(filename="", mode="wb", fileobj=path.open("wb"), mtime=0)
-        return _GzipText(raw)
-    return path.open("w", encoding="utf-8", newline="\n")
-
-
-class _GzipText:
-    """A text writer over a gzip file that also closes the underlying file."""
-
-    def __init__(self, raw: gzip.GzipFile) -> None:
-        self._raw = raw
-
-    def write(self, text: str) -> int:
-        return self._raw.write(text.encode())
-
-    def __enter__(self) -> _GzipText:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        fileobj = self._raw.fileobj
-        self._raw.close()
-        if fileobj is not None:
-            fileobj.close()
+@contextmanager
+def _open_text(path: Path) -> Iterator[IO[str]]:
+    """A text file to write; ``.gz`` paths are gzip-compressed without name or timestamp."""
+    if path.suffix != ".gz":
+        with path.open("w", encoding="utf-8", newline="\n") as text:
+            yield text
+        return
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed,
+        io.TextIOWrapper(packed, encoding="utf-8", newline="\n") as text,
+    ):
+        yield text
 
 
 def simulate_cohort(

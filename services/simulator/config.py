@@ -317,6 +317,7 @@ class SimulationConfig:
 
     diagnoses: tuple[DiagnosisProfile, ...] = DEFAULT_DIAGNOSES
     # -- course --------------------------------------------------------------------------------
+    relapse_hazard_scale: float = 1.0  # multiplies every diagnosis's relapse hazard
     min_onset_day: int = 28  # four weeks of stable baseline before any relapse
     prodrome_days: tuple[int, int] = (7, 21)  # early signs 1-3 weeks before (Birchwood 1989)
     prodrome_peak: float = 0.5  # latent severity reached at the end of the prodrome

@@ -122,9 +122,12 @@ def simulate_course(
     config
         Prodrome length, minimum onset day, prodrome peak.
     hazard_ratio
-        Multiplies the daily relapse hazard (a treatment arm).
+        Multiplies the relapse hazard (a treatment arm), as does
+        ``config.relapse_hazard_scale``.
     """
-    p_day = daily_relapse_probability(profile.monthly_relapse_hazard, hazard_ratio)
+    p_day = daily_relapse_probability(
+        profile.monthly_relapse_hazard, hazard_ratio * config.relapse_hazard_scale
+    )
     lo, hi = config.prodrome_days
     episodes: list[Episode] = []
     free = 0  # first day a new prodrome may start

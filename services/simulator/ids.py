@@ -14,10 +14,12 @@ True
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from schemas.identity import PSYMON_NAMESPACE
 
-_VARIANT = "89ab"
+#: The RFC 4122 variant nibble for each hex digit, exactly as uuid.uuid5 sets it.
+_VARIANT_OF = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 class IdFactory:
@@ -46,7 +48,27 @@ class IdFactory:
         """The id of ``(*prefix, last)`` as a canonical lowercase UUID string."""
         digest = self._base.copy()
         digest.update(last.encode())
-        x = digest.hexdigest()
-        # RFC 4122 version 5 and variant bits, exactly as uuid.uuid5 sets them.
-        variant = _VARIANT[int(x[16], 16) & 3]
-        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant}{x[17:20]}-{x[20:32]}"
+        return _uuid5_text(digest.hexdigest())
+
+    def numbered(self, numbers: Iterable[int]) -> list[str]:
+        """The ids of ``(*prefix, str(n))`` for each integer ``n``, in order.
+
+        >>> ids = IdFactory("a", "b")
+        >>> ids.numbered([3, 40]) == [ids("3"), ids("40")]
+        True
+        """
+        copy = self._base.copy
+        variant = _VARIANT_OF
+        out: list[str] = []
+        add = out.append
+        for number in numbers:
+            digest = copy()
+            digest.update(b"%d" % number)
+            x = digest.hexdigest()
+            add(f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}{x[17:20]}-{x[20:32]}")
+        return out
+
+
+def _uuid5_text(x: str) -> str:
+    """A SHA-1 hex digest as a UUIDv5 string: version 5 and the RFC 4122 variant bits set."""
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_OF[x[16]]}{x[17:20]}-{x[20:32]}"

@@ -57,6 +57,9 @@ ACTIVITY_PROFILE = _ACTIVITY / _ACTIVITY.sum()
 ALLOWED_SAMPLES_PER_HOUR = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
 
 HRV_MINUTES = 5
+
+#: Columns of a trace's per-interval signal array.
+HEART_RATE, STEPS, SLEEP, SESSION = range(4)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -141,10 +144,7 @@ class WearableTrace:
         ids: tuple[IdFactory, ...],
         timeline: Timeline,
         baseline: WearableBaseline,
-        hr: np.ndarray,
-        steps: np.ndarray,
-        sleep: np.ndarray,
-        session: np.ndarray,
+        signals: np.ndarray,
         hrv: dict[int, list[tuple[int, float]]],
         hours: np.ndarray,
         upload_ids: list[str],
@@ -158,7 +158,7 @@ class WearableTrace:
         self._upload_id, self._hr_id, self._steps_id, self._sleep_id, self._hrv_id = ids
         self.timeline = timeline
         self.baseline = baseline
-        self._hr, self._steps, self._sleep, self._session = hr, steps, sleep, session
+        self._signals = signals
         self._hrv = hrv
         self.hours = hours
         self.upload_ids = upload_ids
@@ -180,15 +180,25 @@ class WearableTrace:
             bounds = [t + shift for t in bounds]
         readings: list[dict[str, Any]] = []
         add = readings.append
-        for j, value in enumerate(self._hr[a:b].tolist()):
-            add(_reading(self._hr_id(str(a + j)), "heart_rate", value, "/min", bounds, j))
-        for j, value in enumerate(self._steps[a:b].tolist()):
-            if value:
-                add(_reading(self._steps_id(str(a + j)), "steps", value, "{steps}", bounds, j))
-        sleep = self._sleep[a:b].tolist()
-        for j, in_session in enumerate(self._session[a:b].tolist()):
+        rows = self._signals[a:b].tolist()
+        ids = self._hr_id.numbered(range(a, b))
+        walked: list[int] = []
+        logged: list[int] = []
+        for j, (hr, steps, _, in_session) in enumerate(rows):
+            add({"event_id": ids[j], "metric": "heart_rate", "value": float(hr),
+                 "unit": "/min", "start": bounds[j], "end": bounds[j + 1]})  # fmt: skip
+            if steps:
+                walked.append(j)
             if in_session:
-                add(_reading(self._sleep_id(str(a + j)), "sleep", sleep[j], "min", bounds, j))
+                logged.append(j)
+        ids = self._steps_id.numbered([a + j for j in walked])
+        for j, event_id in zip(walked, ids, strict=True):
+            add({"event_id": event_id, "metric": "steps", "value": float(rows[j][STEPS]),
+                 "unit": "{steps}", "start": bounds[j], "end": bounds[j + 1]})  # fmt: skip
+        ids = self._sleep_id.numbered([a + j for j in logged])
+        for j, event_id in zip(logged, ids, strict=True):
+            add({"event_id": event_id, "metric": "sleep", "value": float(rows[j][SLEEP]),
+                 "unit": "min", "start": bounds[j], "end": bounds[j + 1]})  # fmt: skip
         for minute, value in self._hrv.get(hour, ()):
             start = grid.t0 + timedelta(minutes=hour * 60 + minute + skew)
             add(
@@ -211,19 +221,6 @@ class WearableTrace:
             window_end=bounds[-1],
             readings=readings,
         )
-
-
-def _reading(
-    event_id: str, metric: str, value: float, unit: str, bounds: Any, j: int
-) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "metric": metric,
-        "value": float(value),
-        "unit": unit,
-        "start": bounds[j],
-        "end": bounds[j + 1],
-    }
 
 
 def simulate_wearables(
@@ -271,7 +268,7 @@ def simulate_wearables(
     session_slot = session.reshape(n_slots, slot).any(axis=1)
     slot_day = np.arange(n_slots) // (24 * sph)
     wake_bouts = rng.binomial(asleep_slot, 0.05 + 0.08 * severity[slot_day])
-    sleep_slot = (asleep_slot - wake_bouts).astype(np.uint8)
+    sleep_slot = asleep_slot - wake_bouts
 
     # -- steps -------------------------------------------------------------------------------
     log_sd = base.step_cv * (1.0 + effects.step_variability)
@@ -282,7 +279,7 @@ def simulate_wearables(
     ) % 1440
     awake = 1.0 - asleep_slot / slot
     mean = steps_day[slot_day] * ACTIVITY_PROFILE[(local // 60).astype(int)] / sph * awake
-    steps = rng.poisson(mean * rng.gamma(0.8, 1 / 0.8, n_slots)).astype(np.int32)
+    steps = np.minimum(rng.poisson(mean * rng.gamma(0.8, 1 / 0.8, n_slots)), 30_000)
 
     # -- heart rate --------------------------------------------------------------------------
     resting = base.resting_hr + effects.resting_hr + rng.normal(0, 1.2, days)
@@ -294,7 +291,7 @@ def simulate_wearables(
         + 0.2 * steps / slot
         + rng.normal(0, 2.5, n_slots)
     )
-    hr_slot = np.round(np.clip(hr, 35, 200)).astype(np.uint8)
+    hr_slot = np.round(np.clip(hr, 35, 200))
 
     # -- HRV: a few five-minute readings inside each night's sleep --------------------------
     hrv: dict[int, list[tuple[int, float]]] = {}
@@ -309,7 +306,7 @@ def simulate_wearables(
         chosen = dict(zip(picks.tolist(), values.tolist(), strict=True))
         for minute, value in sorted(chosen.items()):
             if hi > lo and 0 <= minute <= n_minutes - HRV_MINUTES:
-                rmssd = round(float(np.clip(value, 5, 300)), 1)
+                rmssd = round(min(max(value, 5.0), 300.0), 1)
                 hrv.setdefault(minute // 60, []).append((minute % 60, rmssd))
 
     # -- wear: non-wear blocks and missing days ----------------------------------------------
@@ -355,13 +352,10 @@ def simulate_wearables(
         ),
         timeline=timeline,
         baseline=base,
-        hr=hr_slot,
-        steps=steps,
-        sleep=sleep_slot,
-        session=session_slot,
+        signals=np.stack([hr_slot, steps, sleep_slot, session_slot], axis=1).astype(np.int16),
         hrv=hrv,
         hours=hours,
-        upload_ids=[upload_id(str(h)) for h in hours.tolist()],
+        upload_ids=upload_id.numbered(hours.tolist()),
         received_us=grid.us(received),
         duplicates=duplicated,
         duplicate_received_us=grid.us(duplicate_received),

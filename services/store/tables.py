@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,10 @@ def _sample_row(e: WearableSample, upload_id: Any = None) -> Row:
         upload_id,
         e.model_dump_json(),
     )
+
+
+def _upload_row(e: WearableUpload) -> Row:
+    return (*_envelope(e), e.window_end, len(e.readings), e.model_dump_json())
 
 
 def _lab_row(e: LabResult) -> Row:
@@ -221,6 +225,11 @@ WEARABLE_SAMPLES = TableSpec(
     (*_ENVELOPE_COLUMNS, "metric", "value", "unit", "interval_end", "upload_id", "payload"),
     _sample_row,
 )
+WEARABLE_UPLOADS = TableSpec(
+    "wearable_uploads",
+    (*_ENVELOPE_COLUMNS, "window_end", "readings", "payload"),
+    _upload_row,
+)
 LAB_RESULTS = TableSpec(
     "lab_results",
     (
@@ -325,6 +334,7 @@ DEAD_LETTERS = TableSpec(
 #: Every table the writer loads, in load order.
 TABLES: tuple[TableSpec, ...] = (
     CLINICAL_SCORES,
+    WEARABLE_UPLOADS,
     WEARABLE_SAMPLES,
     LAB_RESULTS,
     CLINICAL_OUTCOMES,
@@ -336,7 +346,7 @@ TABLES: tuple[TableSpec, ...] = (
 
 _BY_KIND: dict[str, TableSpec] = {
     "clinical_score": CLINICAL_SCORES,
-    "wearable_upload": WEARABLE_SAMPLES,
+    "wearable_upload": WEARABLE_UPLOADS,
     "wearable_sample": WEARABLE_SAMPLES,
     "lab_result": LAB_RESULTS,
     "clinical_outcome": CLINICAL_OUTCOMES,
@@ -352,19 +362,23 @@ def table_for(event: Storable) -> TableSpec:
     return _BY_KIND[event.kind]
 
 
-def stored_events(event: Storable) -> Iterator[tuple[Storable, Row]]:
+def stored_events(event: Storable) -> list[tuple[Storable, Row]]:
     """The event(s) ``event`` is stored as, each with its row.
 
-    An upload becomes its samples, one row each, with the upload's id in
+    An upload is stored whole (``wearable_uploads``, for replay) and as its
+    samples, one row each (``wearable_samples``), with the upload's id in
     ``upload_id`` and the upload's time zone (the samples do not carry one).
+    Expanding an upload validates its readings: a reading with an unknown
+    metric or an implausible value raises :class:`pydantic.ValidationError`.
     """
     if isinstance(event, WearableUpload):
+        stored: list[tuple[Storable, Row]] = [(event, _upload_row(event))]
         for sample in event.samples():
             if sample.time_zone is None and event.time_zone is not None:
                 sample = sample.model_copy(update={"time_zone": event.time_zone})
-            yield sample, _sample_row(sample, event.event_id)
-        return
-    yield event, table_for(event).row(event)
+            stored.append((sample, _sample_row(sample, event.event_id)))
+        return stored
+    return [(event, table_for(event).row(event))]
 
 
 # PostgreSQL text and jsonb cannot hold U+0000; a dead letter keeps the

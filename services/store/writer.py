@@ -24,8 +24,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from pydantic import ValidationError
 
-from schemas.dispatch import dead_letter
+from schemas.dispatch import dead_letter, field_errors
 from schemas.envelope import Source
 from schemas.events import DeadLetter
 from schemas.topics import topic_for_kind
@@ -128,9 +129,17 @@ class StoreWriter:
     conn
         A psycopg connection to a migrated database, used by this writer only.
         The writer switches it to autocommit and runs its own transactions.
+    copy
+        Fill the staging tables with COPY (the default). ``False`` uses
+        multi-row INSERT statements instead, for servers that do not speak
+        COPY (the WASM TimescaleDB used to test the TimescaleDB schema).
     """
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    #: Rows per INSERT statement when COPY is not used.
+    INSERT_CHUNK = 200
+
+    def __init__(self, conn: psycopg.Connection[Any], *, copy: bool = True) -> None:
+        self._copy = copy
         if not conn.autocommit:
             conn.rollback()
             conn.autocommit = True
@@ -157,7 +166,11 @@ class StoreWriter:
         seen: set[tuple[str, Any]] = set()
         report = WriteReport()
         for event in events:
-            for stored, row in stored_events(event):
+            try:
+                expanded = stored_events(event)
+            except ValidationError as error:
+                expanded = stored_events(_unexpandable(event, error))
+            for stored, row in expanded:
                 spec_name = _spec_name(stored)
                 report.offered[spec_name] += 1
                 key = (spec_name, stored.event_id)
@@ -209,10 +222,13 @@ class StoreWriter:
         stage = _stage(spec)
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
         with self.conn.cursor() as cursor:
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, columns)
-            with cursor.copy(copy_sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            if self._copy:
+                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, columns)
+                with cursor.copy(copy_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                self._insert_into_stage(cursor, stage, spec, rows)
             insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
                 sql.Identifier(spec.name), columns, columns, stage
             )
@@ -230,6 +246,18 @@ class StoreWriter:
                 inserted = int(counted[0]) if counted else 0
             cursor.execute(sql.SQL("TRUNCATE {}").format(stage))
         return inserted
+
+    def _insert_into_stage(
+        self, cursor: psycopg.Cursor[Any], stage: sql.Identifier, spec: TableSpec, rows: list[Row]
+    ) -> None:
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
+        one_row = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(spec.columns)))
+        for first in range(0, len(rows), self.INSERT_CHUNK):
+            chunk = rows[first : first + self.INSERT_CHUNK]
+            statement = sql.SQL("INSERT INTO {} ({}) VALUES {}").format(
+                stage, columns, sql.SQL(", ").join([one_row] * len(chunk))
+            )
+            cursor.execute(statement, [value for row in chunk for value in row])
 
     def _ensure_months(self, by_table: dict[str, list[tuple[Storable, Row]]]) -> None:
         """Create the monthly partitions this batch needs before loading it."""
@@ -292,6 +320,23 @@ def _stage(spec: TableSpec) -> sql.Identifier:
 
 def _spec_name(stored: Storable) -> str:
     return table_for(stored).name
+
+
+def _unexpandable(event: Storable, error: ValidationError) -> DeadLetter:
+    """A dead letter for an upload whose readings do not make valid samples."""
+    if isinstance(event, DeadLetter):  # only uploads expand; nothing else raises here
+        raise error
+    errors = field_errors(error)
+    reason = "; ".join(f"field '{e.field}': {e.message}" for e in errors)
+    return dead_letter(
+        event.model_dump_json().encode(),
+        topic_for_kind(event.kind),
+        event.received_at,
+        f"a reading does not make a valid sample: {reason}",
+        errors=errors,
+        patient_id=event.patient_id,
+        source=STORE_SOURCE,
+    )
 
 
 def _refused(event: Storable, error: BaseException) -> DeadLetter:

@@ -59,7 +59,7 @@ def test_json_schema_files_in_sync_with_models() -> None:
     drifted = sorted(n for n in expected if n in on_disk and on_disk[n] != expected[n])
     assert not (stale or missing or drifted), (
         f"schemas/json is out of date (stale {stale}, missing {missing}, drifted {drifted}); "
-        "regenerate with: make schemas"
+        "regenerate with: make docs"
     )
 
 

@@ -65,7 +65,8 @@ def test_a_phq9_with_item9_gives_a_course_update_and_an_urgent_alert(
     }
 
     alerts = outputs_of(broker.bootstrap, ALERTS, score.event_id)
-    assert [(a["severity"], a["status"]) for a in alerts] == [("urgent", "open")]
+    item9 = [(a["severity"], a["status"]) for a in alerts if a["rule"] == "phq9_item9"]
+    assert item9 == [("urgent", "open")], alerts
     assert {a["_key"] for a in alerts} == {patient}
 
 
@@ -128,10 +129,10 @@ def test_a_restarted_worker_resumes_from_its_offsets_and_state_without_repeating
     broker: EmbeddedBroker, worker: WorkerProcess
 ) -> None:
     patient = new_patient()
-    first = phq9(patient, item9=2, others=2)
+    first = phq9(patient, item9=2, others=2)  # total 18: item-9 alert, baseline 18
     produce(broker.bootstrap, CLINICAL_SCORES, [record(first)])
-    assert outputs_of(broker.bootstrap, ALERTS, first.event_id), (
-        f"no alert before the restart:\n{worker.log_tail()}"
+    assert outputs_of(broker.bootstrap, COURSE, first.event_id), (
+        f"no course update before the restart:\n{worker.log_tail()}"
     )
 
     old_pid = worker.process.pid if worker.process else None
@@ -139,19 +140,32 @@ def test_a_restarted_worker_resumes_from_its_offsets_and_state_without_repeating
     assert old_pid is not None and not process_alive(old_pid)
     lag = _uncommitted(broker.bootstrap, worker.app_id)
     assert lag == {}, f"offsets not committed at a clean stop: {lag}"
+    # The worker flushed everything before it stopped: this is all the first event caused.
+    alerts_before = _ids(_everything_on(broker.bootstrap, ALERTS), first.event_id)
+    assert alerts_before, "no alert for PHQ-9 item 9 before the restart"
 
     worker.start()
     took = worker.wait_ready()
     # The same record again (an at-least-once re-delivery), then a new one.
-    later = phq9(patient, item9=0, others=1, day=7)
+    later = phq9(patient, item9=0, others=1, day=7)  # total 8
     produce(broker.bootstrap, CLINICAL_SCORES, [record(first), record(later)])
 
-    course = read_until(broker.bootstrap, COURSE, lambda r: bool(caused_by(r, later.event_id)))
-    assert caused_by(course, later.event_id), f"nothing after the restart:\n{worker.log_tail()}"
-    alerts = read_until(broker.bootstrap, ALERTS, lambda r: False, timeout=1.0)
-    assert len(caused_by(alerts, first.event_id)) == 1, "the re-delivered record alerted again"
-    assert len(caused_by(course, first.event_id)) == 1, "the re-delivered record was re-applied"
+    course = outputs_of(broker.bootstrap, COURSE, later.event_id)
+    assert course, f"nothing after the restart:\n{worker.log_tail()}"
+    # The state came back from the changelog: the baseline is still the first score.
+    assert [(c["value"], c["baseline"], c["change"]) for c in course] == [(8, 18, -10)]
+    everything = _everything_on(broker.bootstrap, ALERTS)
+    assert _ids(everything, first.event_id) == alerts_before, "the re-delivered record alerted"
+    assert len(caused_by(_everything_on(broker.bootstrap, COURSE), first.event_id)) == 1
     assert took < 30.0
+
+
+def _everything_on(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    return read_until(bootstrap, topic, lambda r: False, timeout=1.0)
+
+
+def _ids(records: list[dict[str, Any]], cause: uuid.UUID) -> list[str]:
+    return sorted(r["event_id"] for r in caused_by(records, cause))
 
 
 def _uncommitted(bootstrap: str, group: str) -> dict[str, int]:

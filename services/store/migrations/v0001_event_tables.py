@@ -48,6 +48,11 @@ _TABLES: dict[str, str] = {
     unit text NOT NULL,
     interval_end timestamptz NOT NULL,
     upload_id uuid,""",
+    # The uploads themselves, as the workers received them (original units,
+    # reading order): replay feeds these, not their samples, to the workers.
+    "wearable_uploads": """
+    window_end timestamptz NOT NULL,
+    readings integer NOT NULL,""",
     "lab_results": """
     analyte text NOT NULL,
     loinc text,

@@ -12,7 +12,7 @@ Plain PostgreSQL (``postgres`` flavour):
   ``psymon_rebuild_daily_rollups(from, to)`` to recompute them from raw rows.
 
 TimescaleDB (``timescale`` flavour): hypertables, compression segmented by
-patient, a retention policy on raw wearable samples only, and continuous
+patient, a retention policy on raw wearable data only, and continuous
 aggregates with the same names and columns as the rollup tables, refreshed
 past the late-arrival window. The views (0003) read either alike.
 
@@ -199,6 +199,7 @@ def _postgres() -> list[str]:
 _CHUNK_INTERVAL = {
     "clinical_scores": "30 days",
     "wearable_samples": "7 days",
+    "wearable_uploads": "7 days",
     "lab_results": "90 days",
     "clinical_outcomes": "365 days",
     "course_updates": "7 days",
@@ -209,7 +210,7 @@ _CHUNK_INTERVAL = {
 #: Chunks older than this are compressed: past the late-arrival window and the
 #: continuous-aggregate refresh window, when rows no longer change.
 _COMPRESS_AFTER = "45 days"
-#: Raw wearable samples are dropped after this; their daily aggregates stay.
+#: Raw wearable samples and uploads are dropped after this; daily aggregates stay.
 #: Clinical scores, labs, outcomes, derived events and alerts are kept for good.
 _WEARABLE_RETENTION = "1095 days"
 
@@ -254,9 +255,8 @@ def _timescale() -> list[str]:
             "timescaledb.compress_orderby = 'observed_at DESC')",
             f"SELECT add_compression_policy('{table}', INTERVAL '{_COMPRESS_AFTER}')",
         ]
-    result.append(
-        f"SELECT add_retention_policy('wearable_samples', INTERVAL '{_WEARABLE_RETENTION}')"
-    )
+    for table in ("wearable_samples", "wearable_uploads"):
+        result.append(f"SELECT add_retention_policy('{table}', INTERVAL '{_WEARABLE_RETENTION}')")
     refresh_from = f"{2 * LATE_ARRIVAL_WINDOW_DAYS} days"
     for name, ddl in _CONTINUOUS_AGGREGATES.items():
         result += [

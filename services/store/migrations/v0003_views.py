@@ -136,14 +136,18 @@ LEFT JOIN LATERAL (
     ORDER BY observed_at DESC, received_at DESC
     LIMIT 1
 ) o ON true""",
-    # The stored raw events, one kind per row, for replay (wearable uploads
-    # come back as their samples).
+    # The raw events as they arrived, for replay: wearable uploads whole, and
+    # only the samples that arrived on their own.
     """CREATE VIEW v_input_events AS
 SELECT 'clinical_score'::text AS kind, event_id, patient_id, observed_at, received_at, payload
 FROM clinical_scores
 UNION ALL
+SELECT 'wearable_upload', event_id, patient_id, observed_at, received_at, payload
+FROM wearable_uploads
+UNION ALL
 SELECT 'wearable_sample', event_id, patient_id, observed_at, received_at, payload
 FROM wearable_samples
+WHERE upload_id IS NULL
 UNION ALL
 SELECT 'lab_result', event_id, patient_id, observed_at, received_at, payload
 FROM lab_results

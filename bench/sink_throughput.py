@@ -1,0 +1,242 @@
+"""Sink throughput against a raw binary COPY into the same table, in the same run.
+
+The sink's path for a batch of Kafka records: decode and validate every record
+(``schemas.dispatch.decode``), expand wearable uploads into samples, COPY into
+a staging table, ``INSERT ... ON CONFLICT DO NOTHING`` into the partitioned
+table and add the new rows to the daily rollups, one transaction per batch.
+The baseline is the fastest way PostgreSQL can take the same rows: one binary
+COPY straight into the table, rows prepared beforehand, no checks.
+
+Run: ``python bench/sink_throughput.py`` (about 15-40 s; starts its own
+embedded PostgreSQL in a temporary directory). Prints rows/s of both and
+their ratio, for wearable samples (uploads of 500 readings) and for clinical
+scores (one row per record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from schemas.envelope import Source
+from schemas.events import ClinicalScore, WearableUpload
+from schemas.examples import EXAMPLE_KEY
+from schemas.identity import event_id_for, pseudonymise
+from schemas.topics import topic_for_kind
+from services.embedded.postgres import EmbeddedPostgres
+from services.sink import Sink, SinkRecord, decode_record
+from services.store.migrate import migrate
+from services.store.tables import (
+    CLINICAL_SCORES,
+    WEARABLE_SAMPLES,
+    TableSpec,
+    stored_events,
+    table_for,
+)
+
+START = datetime(2026, 3, 2, tzinfo=UTC)
+BATCH_RECORDS = 5000
+
+
+def uploads(samples: int, per_upload: int = 500) -> list[WearableUpload]:
+    """Heart-rate uploads of ``per_upload`` one-minute readings from 20 patients."""
+    result = []
+    for n in range(samples // per_upload):
+        patient = pseudonymise(f"bench-{n % 20}", EXAMPLE_KEY, system="bench")
+        start = START + timedelta(minutes=per_upload * (n // 20))
+        readings = [
+            {
+                "event_id": event_id_for("bench-hr", str(n), str(i)),
+                "metric": "heart_rate",
+                "value": 55.0 + (n * 7 + i) % 60,
+                "unit": "/min",
+                "start": start + timedelta(minutes=i),
+                "end": start + timedelta(minutes=i + 1),
+            }
+            for i in range(per_upload)
+        ]
+        result.append(
+            WearableUpload(
+                event_id=event_id_for("bench-upload", str(n)),
+                patient_id=patient,
+                observed_at=start,
+                received_at=start + timedelta(days=1),
+                source=Source(system="bench", device="watch"),
+                window_end=start + timedelta(minutes=per_upload),
+                readings=readings,
+            )
+        )
+    return result
+
+
+def scores(count: int) -> list[ClinicalScore]:
+    """PHQ-9 results with items from 200 patients."""
+    return [
+        ClinicalScore(
+            event_id=event_id_for("bench-phq9", str(n)),
+            patient_id=pseudonymise(f"bench-{n % 200}", EXAMPLE_KEY, system="bench"),
+            observed_at=START + timedelta(hours=n // 200),
+            received_at=START + timedelta(hours=n // 200, minutes=5),
+            source=Source(system="bench"),
+            instrument="phq9",
+            rater="self",
+            items={str(i): (n + i) % 4 for i in range(1, 10)},
+        )
+        for n in range(count)
+    ]
+
+
+def records_of(events: Sequence[Any]) -> list[SinkRecord]:
+    stamp = int(START.timestamp() * 1000)
+    return [
+        SinkRecord(topic_for_kind(e.kind), e.model_dump_json().encode(), stamp, 0, i)
+        for i, e in enumerate(events)
+    ]
+
+
+_TYPES = {
+    "event_id": "uuid",
+    "patient_id": "text",
+    "observed_at": "timestamptz",
+    "received_at": "timestamptz",
+    "source_system": "text",
+    "source_device": "text",
+    "source_rater": "text",
+    "time_zone": "text",
+    "metric": "text",
+    "value": "float8",
+    "unit": "text",
+    "interval_end": "timestamptz",
+    "upload_id": "uuid",
+    "payload": "jsonb",
+    "instrument": "text",
+    "version": "text",
+    "rater": "text",
+    "items": "jsonb",
+    "total": "int4",
+}
+
+
+def raw_copy(url: str, spec: TableSpec, events: Sequence[Any]) -> tuple[int, float]:
+    """Rows and seconds for one binary COPY of ``events``' rows straight into the table."""
+    json_columns = {i for i, c in enumerate(spec.columns) if _TYPES[c] == "jsonb"}
+    rows = [
+        tuple(
+            Jsonb(v, dumps=lambda s: s) if i in json_columns and v is not None else v
+            for i, v in enumerate(row)
+        )
+        for event in events
+        for stored, row in stored_events(event)
+        if table_for(stored) is spec
+    ]
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(spec.name), columns
+    )
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types([_TYPES[c] for c in spec.columns])
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return len(rows), time.perf_counter() - started
+
+
+def sink_load(url: str, table: str, records: list[SinkRecord]) -> tuple[int, float, float]:
+    """Rows stored in ``table``, seconds in total, seconds of it decoding, for the sink's path.
+
+    The sink writes more than those rows in that time: the uploads themselves
+    (``wearable_uploads``), the daily rollups and the patient registry.
+    """
+    inserted = 0
+    decode_seconds = 0.0
+    started = time.perf_counter()
+    with Sink(url) as sink:
+        for first in range(0, len(records), BATCH_RECORDS):
+            batch = records[first : first + BATCH_RECORDS]
+            report = sink.load_batch(batch)
+            inserted += report.inserted[table]
+    total = time.perf_counter() - started
+    # Decoding alone, measured separately on the same records.
+    started = time.perf_counter()
+    for record in records:
+        decoded = decode_record(record)
+        if isinstance(decoded, WearableUpload):
+            decoded.samples()  # validating the readings is part of decoding an upload
+    decode_seconds = time.perf_counter() - started
+    return inserted, total, decode_seconds
+
+
+def compare(
+    url: str, label: str, spec: TableSpec, events: Sequence[Any], reset: Callable[[], None]
+) -> float:
+    records = records_of(events)
+    reset()
+    raw_rows, raw_seconds = raw_copy(url, spec, events)
+    reset()
+    sink_rows, sink_seconds, decode_seconds = sink_load(url, spec.name, records)
+    assert sink_rows == raw_rows, (sink_rows, raw_rows)
+    raw_rate, sink_rate = raw_rows / raw_seconds, sink_rows / sink_seconds
+    ratio = sink_rate / raw_rate
+    print(
+        f"{label:<16} {sink_rows:>8,} rows  raw COPY {raw_rate:>10,.0f} rows/s  "
+        f"sink {sink_rate:>9,.0f} rows/s  ratio sink/raw {ratio:.2f}  "
+        f"(decoding alone: {decode_seconds / sink_seconds:.0%} of the sink's time)"
+    )
+    return ratio
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--samples", type=int, default=60_000, help="wearable samples")
+    parser.add_argument("--scores", type=int, default=6_000, help="clinical scores")
+    args = parser.parse_args(argv)
+
+    base = Path(tempfile.mkdtemp(prefix="psymon-bench-"))
+    base.chmod(0o711)
+    try:
+        with EmbeddedPostgres(base / "data") as pg:
+            url = pg.url
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrate(conn)
+
+            def reset(*tables: str) -> Callable[[], None]:
+                def run() -> None:
+                    with psycopg.connect(url, autocommit=True) as conn:
+                        conn.execute(f"TRUNCATE {', '.join(tables)}")
+                        conn.execute("VACUUM ANALYZE")
+
+                return run
+
+            print(f"PostgreSQL 18 (embedded), batches of up to {BATCH_RECORDS} records")
+            compare(
+                url,
+                "wearable_samples",
+                WEARABLE_SAMPLES,
+                uploads(args.samples),
+                reset("wearable_samples", "wearable_uploads", "daily_wearable", "patients"),
+            )
+            compare(
+                url,
+                "clinical_scores",
+                CLINICAL_SCORES,
+                scores(args.scores),
+                reset("clinical_scores", "daily_scores", "patients"),
+            )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

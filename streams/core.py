@@ -1,0 +1,336 @@
+"""The one entry point for the logic: ``process(state, event, config)``.
+
+The stream worker calls it for each event of a partition and the replay
+engine in a plain loop; both get the same outputs for the same history
+(ARCHITECTURE.md). It reads like a routing table:
+
+1. an event the patient state has seen already changes nothing but a counter;
+2. safety rules act on arrival (PHQ-9 item 9, self-harm and suicidal-ideation
+   outcomes, lithium toxicity), whatever the watermark;
+3. scores, labs and outcomes wait for their family's watermark and are
+   applied in event-time order (:mod:`streams.ordering`); a late one is still
+   reported, flagged ``late=True``, and does not rewrite the course;
+4. wearable samples go straight into their local day (:mod:`streams.wearable_days`);
+5. every event's time may close wearable days: their features, and the
+   sleep-loss and data-loss rules.
+
+``process`` never changes the state it is given: it returns a new one.
+
+>>> from datetime import UTC, datetime
+>>> from schemas.events import ClinicalScore
+>>> from schemas.examples import envelope_fields
+>>> items = {str(i): 2 for i in range(1, 10)} | {"9": 1}
+>>> score = ClinicalScore(**envelope_fields(), instrument="phq9", rater="self", items=items)
+>>> state, outputs = process(PatientState(), score, CoreConfig())
+>>> [(o.kind, getattr(o, "rule", getattr(o, "signal", None))) for o in outputs]
+[('alert', 'phq9_item9'), ('course_update', 'phq9'), ('alert', 'severity_band')]
+>>> process(state, score, CoreConfig())[1]  # the same event again: nothing new
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from functools import lru_cache
+
+from schemas.events import (
+    ClinicalOutcome,
+    ClinicalScore,
+    LabResult,
+    WearableSample,
+    WearableUpload,
+)
+from schemas.wearables import Metric, get_metric
+from streams import outputs as out
+from streams.config import CoreConfig
+from streams.course import InstrumentCourse
+from streams.labs import LabCourse
+from streams.ordering import event_time, micros
+from streams.outputs import InputEvent, Output
+from streams.rules import LithiumToxicity, SafetyOutcome, SelfHarmItem, Trigger
+from streams.rules.base import AlertChange
+from streams.state import PatientState
+from streams.timezones import zone_key
+from streams.wearable_days import Sample, metric_id
+
+_HOUR_US = 3_600_000_000
+_SELF_HARM, _SAFETY_OUTCOME, _LITHIUM_TOXICITY = SelfHarmItem(), SafetyOutcome(), LithiumToxicity()
+WEARABLE = "wearable"
+
+SparseEvent = ClinicalScore | LabResult | ClinicalOutcome
+
+
+def process(
+    state: PatientState, event: InputEvent, config: CoreConfig
+) -> tuple[PatientState, list[Output]]:
+    """Apply one event to a patient's state; return the new state and what to emit.
+
+    Parameters
+    ----------
+    state
+        The patient's state (``PatientState()`` or ``PatientState(patient_id=...)``
+        for a patient not seen before). Never modified.
+    event
+        One validated raw event of that patient.
+    config
+        Thresholds and windows; its ``version`` is named in every alert.
+
+    Returns
+    -------
+    The new state (the same object when nothing changed at all) and the
+    outputs: :class:`~schemas.events.CourseUpdate`, :class:`~schemas.events.Alert`
+    and, for an input the core cannot use, a :class:`~schemas.events.DeadLetter`.
+    """
+    if not isinstance(
+        event, (ClinicalScore, WearableUpload, WearableSample, LabResult, ClinicalOutcome)
+    ):
+        kind = getattr(event, "kind", type(event).__name__)
+        return state, [
+            out.dead_letter(
+                event,
+                f"the core processes raw events only (clinical_score, wearable_upload, "
+                f"wearable_sample, lab_result, clinical_outcome), not {kind!r}",
+            )
+        ]
+    if state.patient_id is not None and event.patient_id != state.patient_id:
+        return state, [
+            out.dead_letter(
+                event,
+                "the event's patient_id is not the patient of the state it was given to "
+                "(neither value is shown: they may identify a patient)",
+            )
+        ]
+    if isinstance(event, (WearableUpload, WearableSample)):
+        return _wearable(state, event, config)
+    return _sparse(state, event, config)
+
+
+# --------------------------------------------------------------------------- sparse events
+
+
+def _family(event: SparseEvent) -> str:
+    """What ``event`` is ordered among: its instrument's ratings, its analyte's results."""
+    if isinstance(event, ClinicalScore):
+        return f"clinical_score:{event.instrument}"
+    if isinstance(event, LabResult):
+        return f"lab_result:{event.analyte}"
+    return "clinical_outcome"
+
+
+def _lateness_us(event: SparseEvent, config: CoreConfig) -> int:
+    ordering = config.ordering
+    if isinstance(event, ClinicalScore):
+        hours = ordering.score_lateness_hours
+    elif isinstance(event, LabResult):
+        hours = ordering.lab_lateness_hours
+    else:
+        hours = ordering.outcome_lateness_hours
+    return round(hours * _HOUR_US)
+
+
+def _sparse(
+    state: PatientState, event: SparseEvent, config: CoreConfig
+) -> tuple[PatientState, list[Output]]:
+    if state.events.seen(event.event_id):
+        new = state.copy()
+        new.counters.duplicates += 1
+        return new, []
+    is_lab = isinstance(event, LabResult)
+    new = state.copy(
+        events=True,
+        order=True,
+        courses=not is_lab,
+        labs=is_lab,
+        wearable=bool(state.wearable.open) or state.wearable.tracking,
+        rules=True,
+    )
+    new.patient_id = event.patient_id
+    new.events.remember(event.event_id, micros(event.observed_at), config.dedup.remembered_events)
+    new.counters.events += 1
+    outputs = _alerts(event, _safety(event, config), config)
+    family = _family(event)
+    if new.order.admit(event, family, _lateness_us(event, config)) == "late":
+        new.counters.late += 1
+        outputs += _apply(new, event, config, late=True)
+    else:
+        for released in new.order.release(family, config.ordering.max_pending_events):
+            outputs += _apply(new, released, config, late=False)
+    outputs += _close_days(new, event, config)
+    return new, outputs
+
+
+def _safety(event: SparseEvent, config: CoreConfig) -> list[AlertChange]:
+    if isinstance(event, ClinicalScore):
+        return _SELF_HARM.evaluate(event, config)
+    if isinstance(event, LabResult):
+        return _LITHIUM_TOXICITY.evaluate(event, config)
+    return _SAFETY_OUTCOME.evaluate(event, config)
+
+
+def _alerts(cause: InputEvent, changes: Iterable[AlertChange], config: CoreConfig) -> list[Output]:
+    return [out.alert(cause, change, config.version) for change in changes]
+
+
+def _apply(
+    state: PatientState, event: SparseEvent, config: CoreConfig, *, late: bool
+) -> list[Output]:
+    """Apply one event in event-time order (or, when ``late``, report it against the course)."""
+    trigger = Trigger(event.patient_id, event.observed_at, str(event.event_id))
+    if isinstance(event, ClinicalScore):
+        return _apply_score(state, event, trigger, config, late=late)
+    if isinstance(event, LabResult):
+        return _apply_lab(state, event, trigger, config, late=late)
+    return _apply_outcome(state, event, trigger, config, late=late)
+
+
+def _apply_score(
+    state: PatientState, score: ClinicalScore, trigger: Trigger, config: CoreConfig, *, late: bool
+) -> list[Output]:
+    assert score.total is not None
+    course = state.courses.get(score.instrument)
+    if late and course is not None:
+        return [out.course_update(score, course.view_late(score.total), late=True)]
+    if course is None:
+        course = state.courses[score.instrument] = InstrumentCourse(score.instrument)
+    view = course.update(score.total, score.items, micros(score.observed_at), config)
+    outputs: list[Output] = [out.course_update(score, view, late=late)]
+    if late:
+        return outputs
+    rules = state.rules
+    changes = rules.deterioration.evaluate(view, trigger, config)
+    changes += rules.bands.evaluate(view, trigger, config)
+    changes += rules.mania.evaluate(view, trigger, config)
+    changes += rules.relapse.evaluate(view.instrument, view.status, trigger, config)
+    panss = state.courses.get("panss")
+    cgi_relapse = score.instrument == "cgi_c" and score.total >= config.course.cgi_c_relapse_min
+    if cgi_relapse and panss is not None and panss.status != "relapse":
+        panss.status = "relapse"
+        changes += rules.relapse.evaluate("panss", panss.status, trigger, config)
+    return outputs + _alerts(score, changes, config)
+
+
+def _apply_lab(
+    state: PatientState, lab: LabResult, trigger: Trigger, config: CoreConfig, *, late: bool
+) -> list[Output]:
+    course = state.labs.get(lab.analyte)
+    if late and course is not None:
+        return [out.lab_update(lab, course.view_late(lab.value, config), late=True)]
+    if course is None:
+        course = state.labs[lab.analyte] = LabCourse(lab.analyte)
+    view = course.update(lab.value, config)
+    outputs: list[Output] = [out.lab_update(lab, view, late=late)]
+    if late:
+        return outputs
+    rules = state.rules
+    changes = rules.lithium.evaluate(view, trigger, config)
+    changes += rules.inflammation.evaluate(view, trigger, config)
+    changes += rules.lab_status.evaluate(view, trigger, config)
+    return outputs + _alerts(lab, changes, config)
+
+
+def _apply_outcome(
+    state: PatientState,
+    outcome: ClinicalOutcome,
+    trigger: Trigger,
+    config: CoreConfig,
+    *,
+    late: bool,
+) -> list[Output]:
+    """Outcomes are labels that often arrive weeks late: applied even when late."""
+    outputs: list[Output] = []
+    at = micros(outcome.observed_at)
+    for instrument in sorted(state.courses):
+        course = state.courses[instrument]
+        if course.latest is None or not course.mark_outcome(
+            outcome.outcome, outcome.episode, at, config
+        ):
+            continue
+        view = course.view_late(course.latest)
+        outputs.append(out.status_update(outcome, view, late=late))
+        changes = state.rules.relapse.evaluate(instrument, course.status, trigger, config)
+        outputs += _alerts(outcome, changes, config)
+    return outputs
+
+
+# --------------------------------------------------------------------------- wearable data
+
+
+@lru_cache(maxsize=256)
+def _metric(name: str) -> Metric:
+    return get_metric(name)
+
+
+def _wearable(
+    state: PatientState, event: WearableUpload | WearableSample, config: CoreConfig
+) -> tuple[PatientState, list[Output]]:
+    upload = isinstance(event, WearableUpload)
+    if upload and state.uploads.seen(event.event_id):
+        new = state.copy()
+        new.counters.duplicates += 1
+        return new, []
+    new = state.copy(uploads=upload, order=True, wearable=True, rules=True)
+    new.patient_id = event.patient_id
+    new.counters.events += 1
+    stream = f"{event.source.system}|{event.source.device or ''}"
+    groups: dict[str, list[Sample]] = {}
+    if isinstance(event, WearableUpload):
+        new.uploads.remember(
+            event.event_id, micros(event.observed_at), config.dedup.remembered_uploads
+        )
+        fixed = event.time_zone
+        for r in event.readings:
+            metric = _metric(r.metric)
+            key = fixed or zone_key(None, r.start)
+            groups.setdefault(key, []).append(
+                (
+                    metric.id,
+                    metric.to_canonical(r.value, r.unit),
+                    int(r.start.timestamp()),
+                    int(r.end.timestamp()),
+                )
+            )
+    else:
+        key = zone_key(event.time_zone, event.observed_at)
+        start, end = int(event.observed_at.timestamp()), int(event.interval_end.timestamp())
+        groups[key] = [(metric_id(event.metric), event.value, start, end)]
+    late: dict[date, int] = {}
+    newest: int | None = None
+    for key, samples in groups.items():
+        added = new.wearable.add(samples, stream, key, config)
+        new.counters.samples += added.new
+        new.counters.duplicate_samples += added.duplicates
+        for day, count in added.late.items():
+            late[day] = late.get(day, 0) + count
+        if added.newest is not None and (newest is None or added.newest > newest):
+            newest = added.newest
+    new.counters.late_samples += sum(late.values())
+    if newest is not None:
+        new.order.observe(WEARABLE, min(newest * 1_000_000, micros(event.received_at)))
+    outputs: list[Output] = [
+        out.late_samples_update(event, day, n) for day, n in sorted(late.items())
+    ]
+    outputs += _close_days(new, event, config)
+    return new, outputs
+
+
+def _close_days(state: PatientState, cause: InputEvent, config: CoreConfig) -> list[Output]:
+    """Close every wearable day the newest event time of any family has passed."""
+    wearable = state.wearable
+    if not wearable.open and not wearable.tracking:
+        return []
+    newest = max(state.order.newest.values(), default=None)
+    if newest is None:
+        return []
+    lateness = round(config.ordering.wearable_lateness_hours * 3600)
+    outputs: list[Output] = []
+    for day in wearable.close(newest // 1_000_000, lateness, config):
+        outputs += out.day_updates(cause, day)
+        trigger = Trigger(cause.patient_id, day.end, f"day:{day.day.isoformat()}")
+        changes = state.rules.sleep_loss.evaluate(day, trigger, config)
+        changes += state.rules.data_loss.evaluate(day, trigger, config)
+        outputs += _alerts(cause, changes, config)
+    return outputs
+
+
+__all__ = ["CoreConfig", "Output", "PatientState", "event_time", "process"]

