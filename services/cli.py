@@ -160,8 +160,8 @@ def ingest(file: BinaryIO, format_: str | None) -> None:
 def api(host: str, port: int) -> None:
     """Serve the HTTP API (POST /v1/events) in the foreground.
 
-    Reads PSYMON_KAFKA_BOOTSTRAP (where events go), PSYMON_API_TOKENS_FILE (who may
-    call) and PSYMON_PSEUDONYM_KEY.
+    Reads PSYMON_KAFKA_BOOTSTRAP (where events go) and PSYMON_API_TOKENS_FILE (who may
+    call; create tokens with `psymon tokens add`). Events arrive already pseudonymised.
     """
     import uvicorn
 
@@ -174,7 +174,7 @@ def api(host: str, port: int) -> None:
         raise click.ClickException(
             "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker"
         )
-    tokens = TokenStore.load(settings.api_tokens_file)
+    tokens = TokenStore.load(settings.tokens_path)
     app = create_app(
         sink=KafkaEventSink(settings.kafka_bootstrap, client_id="psymon-api"), tokens=tokens
     )
@@ -282,7 +282,7 @@ def tokens_add(name: str, role: str) -> None:
     from services.api.auth import TokenStore
 
     settings = _settings()
-    path = settings.api_tokens_file or settings.data_dir / "api-tokens.json"
+    path = settings.tokens_path
     token = TokenStore.load(path).add(path, name, role)  # type: ignore[arg-type]
     click.echo(f"token for {name} ({role}), shown once; stored hashed in {path}:", err=True)
     click.echo(token)

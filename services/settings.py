@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         "unset: the built-in, versioned defaults.",
     )
 
+    @property
+    def tokens_path(self) -> Path:
+        """Where API tokens are kept: ``PSYMON_API_TOKENS_FILE`` or under the data dir."""
+        return self.api_tokens_file or self.data_dir / "api-tokens.json"
+
     @cached_property
     def pseudonym_key_bytes(self) -> bytes:
         """The pseudonym key as bytes; raises :class:`SettingsError` when unusable."""

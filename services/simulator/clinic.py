@@ -5,7 +5,7 @@
   unscheduled visit 2-10 days after each relapse onset: the visit that
   recognises the relapse.
 * **CRP** at the first visit and at half of the others. Patients in the
-  inflammatory subgroup have a usual level around 5.5 mg/L (about 96 % of
+  inflammatory subgroup have a usual level around 5.5 mg/L (about 90 % of
   draws > 3 mg/L), the others around 1 mg/L (Osimo 2019: CRP > 3 mg/L in
   27 % of depressed patients); it rises 30 % x s in relapse in the subgroup;
   3 % of draws catch an intercurrent infection (x 4-15). Labs at patients'

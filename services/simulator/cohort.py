@@ -55,7 +55,12 @@ from services.simulator.wearables import EPOCH, Grid, WearableTrace, simulate_we
 SimulatedEvent = ClinicalScore | WearableUpload | LabResult | ClinicalOutcome
 
 #: The kinds of event the simulator emits.
-EVENT_KINDS: tuple[str, ...] = ("clinical_score", "wearable_upload", "lab_result", "clinical_outcome")
+EVENT_KINDS: tuple[str, ...] = (
+    "clinical_score",
+    "wearable_upload",
+    "lab_result",
+    "clinical_outcome",
+)
 
 #: Version of the generative model; recorded in the ground truth.
 SIMULATOR_VERSION = 1

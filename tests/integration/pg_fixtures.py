@@ -18,7 +18,7 @@ import random
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -125,7 +125,7 @@ def query(store_url: str) -> Iterator[Callable[..., list[tuple[object, ...]]]]:
     conn = psycopg.connect(store_url, autocommit=True)
 
     def run(statement: str, *params: object) -> list[tuple[object, ...]]:
-        return conn.execute(statement, params or None).fetchall()  # type: ignore[arg-type]
+        return conn.execute(statement, params or None).fetchall()
 
     yield run
     conn.close()
@@ -136,6 +136,80 @@ def pg_data_dir() -> Iterator[Path]:
     """A data directory (not yet created) for a test's own embedded PostgreSQL."""
     with scratch_dir() as base:
         yield base / "data"
+
+
+#: The columns of every view, as docs/store.md documents them.
+VIEW_COLUMNS: dict[str, list[str]] = {
+    "v_patient_scores": [
+        "patient_id", "observed_at", "instrument", "version", "rater", "total", "items",
+        "source_system", "source_rater", "received_at", "event_id",
+    ],
+    "v_patient_labs": [
+        "patient_id", "observed_at", "analyte", "loinc", "value", "unit", "reported_value",
+        "reported_unit", "hours_since_dose", "source_system", "received_at", "event_id",
+    ],
+    "v_patient_wearable": [
+        "patient_id", "observed_at", "interval_end", "metric", "value", "unit",
+        "source_system", "source_device", "received_at", "event_id",
+    ],
+    "v_patient_outcomes": [
+        "patient_id", "observed_at", "outcome", "episode", "medication_name",
+        "medication_action", "medication_dose", "medication_dose_unit", "source_system",
+        "received_at", "event_id",
+    ],
+    "v_daily_wearable": [
+        "patient_id", "day", "metric", "n", "value_mean", "value_min", "value_max",
+        "value_sum", "unit",
+    ],
+    "v_daily_scores": [
+        "patient_id", "day", "instrument", "n", "total_mean", "total_min", "total_max",
+        "last_total", "last_observed_at",
+    ],
+    "v_daily_labs": [
+        "patient_id", "day", "analyte", "n", "value_mean", "value_min", "value_max",
+        "last_value", "last_observed_at", "unit",
+    ],
+    "v_course": [
+        "patient_id", "observed_at", "signal", "signal_kind", "value", "unit", "day", "band",
+        "baseline", "change", "rci", "reliable_change", "response", "remission", "status",
+        "level", "level_sd", "deviation", "coverage", "late", "caused_by", "received_at",
+        "event_id",
+    ],
+    "v_course_latest": [
+        "patient_id", "signal", "signal_kind", "observed_at", "value", "unit", "band",
+        "baseline", "change", "rci", "reliable_change", "response", "remission", "status",
+        "level", "level_sd", "deviation", "coverage", "event_id",
+    ],
+    "v_risk": [
+        "patient_id", "observed_at", "model_name", "model_version", "horizon_days",
+        "probability", "contributions", "caused_by", "received_at", "event_id",
+    ],
+    "v_risk_latest": [
+        "patient_id", "model_name", "horizon_days", "observed_at", "model_version",
+        "probability", "contributions", "event_id",
+    ],
+    "v_alerts": [
+        "alert_id", "patient_id", "rule", "severity", "status", "rule_status", "message",
+        "evidence", "first_seen", "last_seen", "config_version", "last_action", "last_actor",
+        "last_action_at", "updated_at", "event_id",
+    ],
+    "v_alerts_open": [
+        "alert_id", "patient_id", "rule", "severity", "status", "rule_status", "message",
+        "evidence", "first_seen", "last_seen", "config_version", "last_action", "last_actor",
+        "last_action_at", "updated_at", "event_id",
+    ],
+    "v_dead_letters": [
+        "event_id", "received_at", "topic", "reason", "errors", "raw_size", "raw_sha256",
+        "raw", "patient_id", "source_system",
+    ],
+    "v_cohort_overview": [
+        "patient_id", "first_observed_at", "last_observed_at", "last_received_at",
+        "open_alerts", "worst_open_severity", "risk_probability", "risk_model",
+        "risk_horizon_days", "risk_observed_at", "last_score_instrument", "last_score_total",
+        "last_score_at", "last_outcome", "last_outcome_at",
+    ],
+    "v_input_events": ["kind", "event_id", "patient_id", "observed_at", "received_at", "payload"],
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- events
@@ -258,7 +332,7 @@ def cohort_events(
 
 
 def as_records(
-    events: list[Storable], *, timestamp_ms: int = 1_772_442_000_000
+    events: Sequence[Storable], *, timestamp_ms: int = 1_772_442_000_000
 ) -> list[SinkRecord]:
     """The Kafka records a producer would send for ``events``."""
     return [

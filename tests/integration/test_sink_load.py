@@ -14,7 +14,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from schemas.envelope import Source
-from schemas.events import AnyEvent, ClinicalScore, WearableUpload
+from schemas.events import AnyEvent, ClinicalScore, DeadLetter, WearableUpload
 from schemas.examples import EXAMPLE_PATIENT, envelope_fields
 from schemas.identity import event_id_for
 from schemas.topics import ALERTS, CLINICAL_SCORES, LAB_RESULTS, RISK, WEARABLE_SAMPLES
@@ -102,7 +102,7 @@ def test_the_payload_replays_the_exact_event(store_url: str, query: Query) -> No
                    score.event_id)  # fmt: skip
     assert stored == [("2026-03-01T23:30:00+02:00",)]
     # v_input_events serves the raw kinds for replay.
-    kinds = dict(query("SELECT kind, count(*) FROM v_input_events GROUP BY kind"))
+    kinds: dict[str, int] = dict(query("SELECT kind, count(*) FROM v_input_events GROUP BY kind"))
     assert kinds == {"clinical_score": 3, "wearable_upload": 2, "lab_result": 2,
                      "clinical_outcome": 1}  # fmt: skip
 
@@ -148,7 +148,7 @@ def test_text_postgresql_cannot_hold_becomes_a_dead_letter(store_url: str, query
         report = sink.load_batch([*as_records([*good, poisoned]), nul_bytes])
     assert report.write.refused == 1
     assert_stored_once(query, stored_rows(good))
-    letters = dict(query("SELECT topic, reason FROM dead_letters"))
+    letters: dict[str, str] = dict(query("SELECT topic, reason FROM dead_letters"))
     assert letters[CLINICAL_SCORES].startswith("the database refused the event")
     raw = query("SELECT raw FROM dead_letters WHERE topic = %s", LAB_RESULTS)
     assert raw == [("\ufffd\x01 not json",)]
@@ -296,5 +296,6 @@ def test_views_show_the_cohort_and_the_alert_workflow(store_url: str, query: Que
 def test_records_on_an_unknown_topic_are_refused_with_the_accepted_ones() -> None:
     letter = decode_record(SinkRecord("elsewhere", b"{}", T_MS))
     assert letter.kind == "dead_letter"
-    assert "psymon.clinical-scores.v1" in letter.reason  # type: ignore[union-attr]
-    assert EXAMPLE_PATIENT not in letter.reason  # type: ignore[union-attr]
+    assert isinstance(letter, DeadLetter)
+    assert "psymon.clinical-scores.v1" in letter.reason
+    assert EXAMPLE_PATIENT not in letter.reason

@@ -29,6 +29,9 @@ PARTITIONS = 2
 #: consumer-group join on Tansu (half the 6 s session timeout) and processing.
 OUTPUT_TIMEOUT = 45.0
 
+#: What faust logs (at info level) once a worker has its partitions and recovered its tables.
+READY = "[^Worker]: Ready"
+
 
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process."""
@@ -70,8 +73,10 @@ class WorkerProcess:
     partitions: int = PARTITIONS
     process: subprocess.Popen[bytes] | None = None
     pids: list[int] = field(default_factory=list)
+    readies_before_start: int = 0
 
     def start(self) -> WorkerProcess:
+        self.readies_before_start = self.log().count(READY)
         log = self.log_path.open("ab")
         try:
             self.process = spawn_child(
@@ -100,12 +105,11 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout: float = OUTPUT_TIMEOUT) -> float:
-        """Block until faust logs that the worker is ready; return the seconds it took."""
+        """Block until faust logs that the worker (last started) is ready; return the wait."""
         started = time.monotonic()
-        marker = self.log().count("[^Worker]: Ready")
         while time.monotonic() - started < timeout:
             assert self.running, f"the worker exited early:\n{self.log_tail()}"
-            if self.log().count("[^Worker]: Ready") > marker:
+            if self.log().count(READY) > self.readies_before_start:
                 return time.monotonic() - started
             time.sleep(0.1)
         raise AssertionError(f"the worker was not ready after {timeout} s:\n{self.log_tail()}")
