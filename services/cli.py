@@ -7,10 +7,11 @@ come from ``PSYMON_*`` environment variables (see ``services.settings``).
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import click
 
@@ -267,6 +268,236 @@ def _core_config(settings: Settings) -> CoreConfig | None:
         ) from None
 
 
+@cli.command()
+def sink() -> None:
+    """Store every event and output from the broker in PostgreSQL, exactly once.
+
+    Reads PSYMON_KAFKA_BOOTSTRAP (required) and PSYMON_DATABASE_URL (unset: the embedded
+    PostgreSQL under PSYMON_DATA_DIR). Batches are loaded idempotently and broker offsets
+    are committed only after the database commit; a database that goes away is retried
+    with backoff while consumption pauses. Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    import signal
+    import threading
+
+    from services.embedded.postgres import database_url
+    from services.sink import run_sink
+
+    settings = _settings()
+    if settings.kafka_bootstrap is None:
+        raise click.ClickException(
+            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
+            "(start one with `psymon broker`)"
+        )
+    url, embedded = database_url(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stats = run_sink(settings.kafka_bootstrap, url, stop_event=stop)
+        click.echo(
+            f"sink stopped: {stats.records} records, {sum(stats.inserted.values())} rows stored, "
+            f"{sum(stats.duplicates.values())} duplicates skipped",
+            err=True,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@cli.group()
+def db() -> None:
+    """The store: PostgreSQL (TimescaleDB in production)."""
+
+
+@db.command("migrate")
+@click.option(
+    "--flavour",
+    type=click.Choice(["auto", "postgres", "timescale"]),
+    default="auto",
+    show_default=True,
+    help="auto: TimescaleDB layout when the extension is available, else plain PostgreSQL.",
+)
+def db_migrate(flavour: str) -> None:
+    """Create or update the store's tables, partitions and views (idempotent).
+
+    Reads PSYMON_DATABASE_URL (unset: the embedded PostgreSQL under PSYMON_DATA_DIR).
+    Applied versions are recorded in psymon_schema_migrations; re-running changes nothing.
+    """
+    from services.embedded.postgres import database_url
+    from services.store.cli_support import run_migrate
+    from services.store.migrate import MigrationError
+
+    settings = _settings()
+    url, embedded = database_url(settings)
+    try:
+        applied = run_migrate(url, flavour=flavour)  # type: ignore[arg-type]
+    except MigrationError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    click.echo(f"applied: {', '.join(applied)}" if applied else "the store is up to date")
+
+
+@cli.command()
+@click.option("--patients", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--days", default=180, show_default=True, type=click.IntRange(1, 3650))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--samples-per-hour", default=12, show_default=True, type=click.IntRange(1, 60))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write JSONL (.gz compresses) and <name>.truth.json; default: send to the broker.",
+)
+def simulate(patients: int, days: int, seed: int, samples_per_hour: int, out: Path | None) -> None:
+    """Simulate a cohort with known ground truth (see docs/simulator.md).
+
+    Seeded and deterministic: the same seed gives byte-identical output. Writes JSONL with
+    --out, else produces the events to PSYMON_KAFKA_BOOTSTRAP in arrival order.
+    """
+    from services.simulator import cli_simulate, simulate_cohort
+
+    if out is not None:
+        summary = cli_simulate(patients, days, seed, out, samples_per_hour=samples_per_hour)
+        for line in summary.lines():
+            click.echo(line)
+        return
+    from services.producer import KafkaEventSink
+
+    settings = _settings()
+    if settings.kafka_bootstrap is None:
+        raise click.ClickException(
+            "PSYMON_KAFKA_BOOTSTRAP is not set; give --out FILE, or a broker address"
+        )
+    cohort = simulate_cohort(
+        patients, days, seed, _SIMULATION_START, samples_per_hour=samples_per_hour
+    )
+    sent = 0
+    with (
+        KafkaEventSink(settings.kafka_bootstrap, client_id="psymon-simulator") as producer,
+        click.progressbar(cohort.events(), length=len(cohort), label="sending") as events,
+    ):
+        for event in events:
+            producer.send(event)
+            sent += 1
+    click.echo(f"sent {sent} events of {patients} simulated patients over {days} days")
+
+
+@cli.command()
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--port", default=8000, show_default=True, type=int, help="Port of the API and web views."
+)
+def up(workers: int, port: int) -> None:
+    """Run every psymon component on this machine until Ctrl-C, for real data.
+
+    Starts the broker (embedded unless PSYMON_KAFKA_BOOTSTRAP is set), PostgreSQL
+    (embedded unless PSYMON_DATABASE_URL is set; data kept in PSYMON_DATA_DIR), the
+    store's migrations, the stream workers, the sink and the API with its web views.
+    Send events with `psymon ingest` or POST /v1/events. Ctrl-C stops everything.
+    """
+    _run_stack(workers=workers, port=port, cohort=None)
+
+
+@cli.command()
+@click.option("--patients", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--days", default=180, show_default=True, type=click.IntRange(1, 3650))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--samples-per-hour", default=4, show_default=True, type=click.IntRange(1, 60))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--port", default=8000, show_default=True, type=int, help="Port of the API and web views."
+)
+def demo(
+    patients: int, days: int, seed: int, samples_per_hour: int, workers: int, port: int
+) -> None:
+    """`psymon up` plus a simulated cohort streamed through the real pipeline.
+
+    Everything runs on the embedded default; data is kept in PSYMON_DATA_DIR, so running
+    the demo again reuses it (the same seed sends the same events: nothing is doubled).
+    """
+    _run_stack(workers=workers, port=port, cohort=(patients, days, seed, samples_per_hour))
+
+
+def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int] | None) -> None:
+    import threading
+
+    from services.runtime import ProgressProbe, Stack, StackError, stop_signals
+
+    settings = _settings()
+    began = time.monotonic()
+    stack = Stack(settings, workers=workers, api_port=port)
+    stop = threading.Event()
+    try:
+        with stop_signals():
+            try:
+                stack.start(echo=lambda line: click.echo(f"psymon  {line}"))
+            except StackError as error:
+                raise click.ClickException(str(error)) from None
+            _demo_login(settings)
+            if cohort is not None:
+                threading.Thread(
+                    target=_stream_cohort, args=(stack.bootstrap, cohort, stop), daemon=True
+                ).start()
+            click.echo(
+                f"psymon  ready in {time.monotonic() - began:.0f} s: open {stack.api_url}/  "
+                "(Ctrl-C stops everything)"
+            )
+            probe = ProgressProbe(stack.database_url, stack.bootstrap)
+            while True:
+                time.sleep(3)
+                stack.check()
+                try:
+                    click.echo(f"psymon  {probe.read().line()}")
+                except Exception as error:  # progress is best effort
+                    click.echo(f"psymon  (progress unavailable: {type(error).__name__})")
+    except KeyboardInterrupt:
+        click.echo("\npsymon  stopping: workers, sink, API, database, broker")
+    except StackError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        stop.set()
+        stack.stop()
+        click.echo("psymon  stopped")
+
+
+def _demo_login(settings: Settings) -> None:
+    """Make sure a clinician token exists for the web views; say where it is, not what it is."""
+    from services.api.auth import TokenStore
+
+    path = settings.data_dir / "demo-clinician-token"
+    if not path.exists():
+        token = TokenStore.load(settings.tokens_path).add(settings.tokens_path, "demo", "clinician")
+        path.write_text(token + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    click.echo(f"psymon  web views log in with the clinician token in {path}")
+
+
+def _stream_cohort(bootstrap: str, cohort: tuple[int, int, int, int], stop: Any) -> None:
+    from services.producer import KafkaEventSink
+    from services.simulator import simulate_cohort
+
+    patients, days, seed, samples_per_hour = cohort
+    simulated = simulate_cohort(
+        patients, days, seed, _SIMULATION_START, samples_per_hour=samples_per_hour
+    )
+    click.echo(
+        f"psymon  simulator: {len(simulated):,} events for {patients} patients over {days} days"
+    )
+    sent = 0
+    with KafkaEventSink(bootstrap, client_id="psymon-simulator") as producer:
+        for event in simulated.events():
+            if stop.is_set():
+                return
+            producer.send(event)
+            sent += 1
+            if sent % 5000 == 0:
+                producer.flush()
+    click.echo(f"psymon  simulator: all {sent:,} events sent")
+
+
 @cli.group()
 def tokens() -> None:
     """Manage API tokens (stored hashed in PSYMON_API_TOKENS_FILE)."""
@@ -286,6 +517,9 @@ def tokens_add(name: str, role: str) -> None:
     token = TokenStore.load(path).add(path, name, role)  # type: ignore[arg-type]
     click.echo(f"token for {name} ({role}), shown once; stored hashed in {path}:", err=True)
     click.echo(token)
+
+
+_SIMULATION_START = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def _print_verdict(verdict: Verdict) -> None:

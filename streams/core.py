@@ -31,7 +31,6 @@ engine in a plain loop; both get the same outputs for the same history
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 from functools import lru_cache
 
 from schemas.events import (
@@ -273,7 +272,7 @@ def _wearable(
     new.patient_id = event.patient_id
     new.counters.events += 1
     stream = f"{event.source.system}|{event.source.device or ''}"
-    groups: dict[str, list[Sample]] = {}
+    samples: list[Sample] = []
     if isinstance(event, WearableUpload):
         new.uploads.remember(
             event.event_id, micros(event.observed_at), config.dedup.remembered_uploads
@@ -281,34 +280,21 @@ def _wearable(
         fixed = event.time_zone
         for r in event.readings:
             metric = _metric(r.metric)
-            key = fixed or zone_key(None, r.start)
-            groups.setdefault(key, []).append(
-                (
-                    metric.id,
-                    metric.to_canonical(r.value, r.unit),
-                    int(r.start.timestamp()),
-                    int(r.end.timestamp()),
-                )
-            )
+            start, end = int(r.start.timestamp()), int(r.end.timestamp())
+            value = metric.to_canonical(r.value, r.unit)
+            samples.append((metric.id, value, start, end, fixed or zone_key(None, r.start)))
     else:
         key = zone_key(event.time_zone, event.observed_at)
         start, end = int(event.observed_at.timestamp()), int(event.interval_end.timestamp())
-        groups[key] = [(metric_id(event.metric), event.value, start, end)]
-    late: dict[date, int] = {}
-    newest: int | None = None
-    for key, samples in groups.items():
-        added = new.wearable.add(samples, stream, key, config)
-        new.counters.samples += added.new
-        new.counters.duplicate_samples += added.duplicates
-        for day, count in added.late.items():
-            late[day] = late.get(day, 0) + count
-        if added.newest is not None and (newest is None or added.newest > newest):
-            newest = added.newest
-    new.counters.late_samples += sum(late.values())
-    if newest is not None:
-        new.order.observe(WEARABLE, min(newest * 1_000_000, micros(event.received_at)))
+        samples.append((metric_id(event.metric), event.value, start, end, key))
+    added = new.wearable.add(samples, stream, config)
+    new.counters.samples += added.new
+    new.counters.duplicate_samples += added.duplicates
+    new.counters.late_samples += sum(added.late.values())
+    if added.newest is not None:
+        new.order.observe(WEARABLE, min(added.newest * 1_000_000, micros(event.received_at)))
     outputs: list[Output] = [
-        out.late_samples_update(event, day, n) for day, n in sorted(late.items())
+        out.late_samples_update(event, day, n) for day, n in sorted(added.late.items())
     ]
     outputs += _close_days(new, event, config)
     return new, outputs

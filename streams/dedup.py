@@ -6,14 +6,19 @@ The broker delivers at least once, so the same event can arrive twice
 * :class:`EventMemory` remembers event ids (scores, labs, outcomes, whole
   uploads), the newest ``capacity`` of them by event time. What it keeps does
   not depend on arrival order.
-* :class:`SampleCoverage` remembers which time intervals of each device's
-  metric have been counted. A wearable sample wholly inside counted time is a
-  duplicate: a re-sent upload whose window overlaps the last one counts only
-  its new samples, and so does a re-aggregated one (five one-minute samples
-  re-sent as one five-minute sample would otherwise count twice). For samples
-  that carry their source's identity (``event_id_for(device, metric, start)``)
-  this is dedup by event id, in memory that grows with the gaps in the data
-  rather than with the number of samples.
+* :class:`SampleCoverage` remembers which time of each device's metric has
+  been delivered. An upload holds every sample of its device over a
+  contiguous window (:class:`~schemas.events.WearableUpload`), so once it is
+  counted, the span from its first to its last sample of each metric is
+  covered for that metric, and a later sample of the device and metric
+  wholly inside covered time is a duplicate: a re-sent upload whose window
+  overlaps the last one counts only its new samples, and so does a
+  re-aggregated one (five one-minute samples re-sent as one five-minute
+  sample would otherwise count twice). For samples whose ids derive from
+  their source's identity this is dedup by event id, in memory that grows
+  with the number of uploads of the open days rather than with the number of
+  samples (a device that reports only the minutes with steps would otherwise
+  need one interval per minute). Covered time is forgotten as days close.
 """
 
 from __future__ import annotations
@@ -84,6 +89,16 @@ class SampleCoverage:
     """
 
     spans: dict[str, list[int]] = field(default_factory=dict)
+
+    def covers(self, stream: str, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` of ``stream`` was wholly counted already."""
+        spans = self.spans.get(stream)
+        if spans is None:
+            return False
+        end = max(end, start + 1)
+        i = bisect_right(spans, start) - 1
+        i -= i % 2
+        return i >= 0 and spans[i + 1] >= end
 
     def add(self, stream: str, start: int, end: int, limit: int) -> bool:
         """Count ``[start, end)`` of ``stream``; False when it was wholly counted already."""

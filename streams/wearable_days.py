@@ -33,8 +33,8 @@ from streams.timezones import TimeZoneHistory, day_bounds, local_midnight, zone
 from streams.wearable_features import FEATURES, DayTotals, FeatureHistory, day_features
 
 #: One sample as the tracker needs it: metric id, canonical value, start and
-#: end in epoch seconds.
-Sample = tuple[str, float, int, int]
+#: end in epoch seconds, and the zone key it was taken in.
+Sample = tuple[str, float, int, int, str]
 
 
 @lru_cache(maxsize=256)
@@ -82,23 +82,33 @@ class WearableDays:
     zones: TimeZoneHistory = field(default_factory=TimeZoneHistory)
     seen: SampleCoverage = field(default_factory=SampleCoverage)
 
-    def add(self, samples: Iterable[Sample], stream: str, key: str, config: CoreConfig) -> Added:
-        """Fold in samples of one source (``stream``) taken in zone ``key``.
+    def add(self, samples: Iterable[Sample], stream: str, config: CoreConfig) -> Added:
+        """Fold in one delivery (an upload, or one sample) of one source (``stream``).
+
+        A delivery holds every sample of its device from its first to its last
+        sample of each metric, so once delivered that span counts as seen for
+        the metric, and a later sample of the device and metric inside it is a
+        duplicate (:class:`~streams.dedup.SampleCoverage`).
 
         >>> from datetime import UTC
         >>> days, t = WearableDays(), int(datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp())
-        >>> added = days.add([("steps", 100.0, t, t + 60), ("steps", 100.0, t, t + 60)],
-        ...                  "watch", "Europe/Berlin", CoreConfig())
+        >>> steps = [("steps", 100.0, t + m * 180, t + m * 180 + 60, "+01:00") for m in range(3)]
+        >>> added = days.add([*steps, steps[0]], "watch", CoreConfig())
         >>> added.new, added.duplicates, list(days.open)
-        (1, 1, [datetime.date(2026, 3, 2)])
+        (3, 1, [datetime.date(2026, 3, 2)])
+        >>> days.add(steps[1:], "watch", CoreConfig()).duplicates  # re-sent
+        2
         """
-        tz = zone(key)
         sleep_shift = timedelta(hours=24 - config.wearable.sleep_window_start_hour)
-        limit = config.dedup.intervals_per_stream
         new = duplicates = 0
         late: dict[date, int] = {}
         newest: int | None = None
-        for metric, value, start, end in samples:
+        here: set[tuple[str, int, int]] = set()
+        spans: dict[str, tuple[int, int]] = {}
+        for metric, value, start, end, key in samples:
+            first, last = spans.get(metric, (start, end))
+            spans[metric] = (min(first, start), max(last, end, start + 1))
+            tz = zone(key)
             local = datetime.fromtimestamp(start, tz)
             taken = local.date()
             if self.last_closed is not None and taken <= self.last_closed:
@@ -110,9 +120,11 @@ class WearableDays:
                 minute = (middle.date() - day).days * 1440 + middle.hour * 60 + middle.minute
             else:
                 day, minute = taken, 0
-            if not self.seen.add(f"{stream}|{metric}", start, end, limit):
+            identity = (metric, start, end)
+            if identity in here or self.seen.covers(f"{stream}|{metric}", start, end):
                 duplicates += 1
                 continue
+            here.add(identity)
             new += 1
             totals = self.open.get(day)
             if totals is None:
@@ -121,6 +133,9 @@ class WearableDays:
             self._cover(start, end)
             if newest is None or start > newest:
                 newest = start
+        limit = config.dedup.intervals_per_stream
+        for metric, (first, last) in spans.items():
+            self.seen.add(f"{stream}|{metric}", first, last, limit)
         return Added(new, duplicates, late, newest)
 
     def _cover(self, start: int, end: int) -> None:

@@ -33,24 +33,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from schemas.envelope import Source
 from schemas.events import ClinicalOutcome, ClinicalScore, LabResult, WearableUpload
-from schemas.identity import pseudonymise
-from services.simulator.clinic import Clinic
-from services.simulator.config import SIMULATOR_KEY, Arm, SimulationConfig
-from services.simulator.context import EagerEvent, PatientContext, Symptoms
-from services.simulator.course import day_effects, simulate_course
-from services.simulator.ids import IdFactory
-from services.simulator.scores import ScoreWriter
-from services.simulator.timeline import simulate_timeline
-from services.simulator.truth import (
-    PatientTruth,
-    daily_states,
-    relapse_truth,
-    skew_truth,
-    travel_truth,
-)
-from services.simulator.wearables import EPOCH, Grid, WearableTrace, simulate_wearables
+from services.simulator.config import Arm, SimulationConfig
+from services.simulator.context import EagerEvent
+from services.simulator.patient import simulate_patient
+from services.simulator.truth import PatientTruth
+from services.simulator.wearables import EPOCH, Grid, WearableTrace
 
 SimulatedEvent = ClinicalScore | WearableUpload | LabResult | ClinicalOutcome
 
@@ -64,9 +52,6 @@ EVENT_KINDS: tuple[str, ...] = (
 
 #: Version of the generative model; recorded in the ground truth.
 SIMULATOR_VERSION = 1
-
-_IDENTITY, _TIMELINE, _COURSE, _WEARABLES, _REPORTS, _CLINIC = range(6)
-_DEVICES = ("sim-watch", "sim-ring")
 
 
 def _us(when: datetime) -> int:
@@ -300,7 +285,7 @@ def simulate_cohort(
     eager: list[EagerEvent] = []
     traces: list[WearableTrace] = []
     for n in range(1, patients + 1):
-        truth, events, trace = _simulate_patient(n, seed, grid, config, tuple(arms))
+        truth, events, trace = simulate_patient(n, seed, grid, config, tuple(arms))
         truths.append(truth)
         eager.extend(events)
         traces.append(trace)
@@ -313,90 +298,3 @@ def simulate_cohort(
         eager=eager,
         traces=traces,
     )
-
-
-def _simulate_patient(
-    n: int, seed: int, grid: Grid, config: SimulationConfig, arms: tuple[Arm, ...]
-) -> tuple[PatientTruth, list[EagerEvent], WearableTrace]:
-    def rng(stream: int) -> np.random.Generator:
-        return np.random.default_rng([seed, n, stream])
-
-    source_id = f"sim-patient-{n}"
-    patient_id = pseudonymise(source_id, SIMULATOR_KEY, system="simulator")
-    first_day = grid.t0.date()
-
-    who = rng(_IDENTITY)
-    shares = np.array([d.share for d in config.diagnoses], dtype=float)
-    profile = config.diagnoses[int(who.choice(len(shares), p=shares / shares.sum()))]
-    inflammatory = bool(who.random() < profile.inflammatory_fraction)
-    on_lithium = bool(who.random() < profile.lithium_fraction)
-    hypersomnia = bool(who.random() < config.hypersomnia_fraction)
-    device = _DEVICES[int(who.integers(len(_DEVICES)))]
-    symptoms = Symptoms(
-        depressive=float(who.uniform(*profile.depressive)),
-        manic=float(who.uniform(*profile.manic)),
-        psychotic=float(who.uniform(*profile.psychotic)),
-        anxiety=float(who.uniform(*profile.anxiety)),
-    )
-    arm = arms[int(who.integers(len(arms)))] if arms else None
-    hazard_ratio = 1.0
-    if arm is not None and (arm.subgroup == "all" or inflammatory):
-        hazard_ratio = arm.hazard_ratio
-
-    timeline = simulate_timeline(rng(_TIMELINE), grid.t0, grid.days, config)
-    course = simulate_course(rng(_COURSE), profile, grid.days, config, hazard_ratio)
-    effects = day_effects(course, hypersomnia)
-    prefix = ("simulator", str(seed), source_id)
-    trace = simulate_wearables(
-        rng(_WEARABLES),
-        grid=grid,
-        course=course,
-        effects=effects,
-        timeline=timeline,
-        config=config,
-        patient_id=patient_id,
-        source=Source(system="sim-wearable", device=device),
-        id_prefix=(*prefix, device),
-    )
-    ctx = PatientContext(
-        t0=grid.t0,
-        days=grid.days,
-        patient_id=patient_id,
-        ids=IdFactory(*prefix),
-        profile=profile,
-        config=config,
-        course=course,
-        effects=effects,
-        timeline=timeline,
-        symptoms=symptoms,
-        inflammatory=inflammatory,
-        on_lithium=on_lithium,
-    )
-    scores = ScoreWriter(ctx, rng(_REPORTS))
-    events: list[EagerEvent] = [*scores.self_reports()]
-    events.extend(Clinic(ctx, rng(_CLINIC), scores).events())
-    truth = PatientTruth(
-        patient_id=patient_id,
-        source_id=source_id,
-        diagnosis=profile.name,
-        inflammatory=inflammatory,
-        on_lithium=on_lithium,
-        arm=None if arm is None else arm.name,
-        home_time_zone=timeline.home_zone,
-        device=device,
-        hypersomnia=hypersomnia,
-        phq9_interval_days=scores.phq9_interval,
-        first_day=first_day,
-        relapses=tuple(relapse_truth(e, first_day) for e in course.episodes),
-        travel=travel_truth(timeline, first_day),
-        clock_skews=skew_truth(timeline, first_day),
-        daily_states=daily_states(course),
-        wearable_baseline=trace.baseline,
-        symptoms={
-            "depressive": symptoms.depressive,
-            "manic": symptoms.manic,
-            "psychotic": symptoms.psychotic,
-            "anxiety": symptoms.anxiety,
-        },
-    )
-    return truth, events, trace

@@ -122,13 +122,13 @@ def _outcome(n: int, kind: str) -> ClinicalOutcome:
     return ClinicalOutcome(**fields, outcome=kind)
 
 
-def _samples(day: int) -> list[tuple[str, float, int, int]]:
+def _samples(day: int) -> list[tuple[str, float, int, int, str]]:
     start = int((T + timedelta(days=day)).timestamp())
     return [
-        ("steps", 120.0, start, start + 60),
-        ("heart_rate", 64.0, start + 60, start + 120),
-        ("sleep", 30.0, start - 8 * 3600, start - 6 * 3600),
-        ("steps", 120.0, start, start + 60),  # a duplicate
+        ("steps", 120.0, start, start + 60, "Europe/Berlin"),
+        ("heart_rate", 64.0, start + 60, start + 120, "Europe/Berlin"),
+        ("sleep", 30.0, start - 8 * 3600, start - 6 * 3600, "+01:00"),
+        ("steps", 120.0, start, start + 60, "Europe/Berlin"),  # a duplicate
     ]
 
 
@@ -189,10 +189,10 @@ CASES: list[Case] = [
         WearableDays,
         WearableDays,
         lambda: [
-            ("add", (_samples(0), "watch", "Europe/Berlin", CONFIG)),
-            ("add", (_samples(1), "watch", "Europe/Berlin", CONFIG)),
+            ("add", (_samples(0), "watch", CONFIG)),
+            ("add", (_samples(1), "watch", CONFIG)),
             ("close", (int((T + timedelta(days=2)).timestamp()), 6 * 3600, CONFIG)),
-            ("add", (_samples(0), "watch", "Europe/Berlin", CONFIG)),  # late now
+            ("add", (_samples(0), "watch", CONFIG)),  # late now
             ("close", (int((T + timedelta(days=9)).timestamp()), 6 * 3600, CONFIG)),
         ],
     ),
