@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 def run() -> None:
                     with psycopg.connect(url, autocommit=True) as conn:
                         conn.execute(f"TRUNCATE {', '.join(tables)}")
-                        conn.execute("VACUUM ANALYZE")
+                        conn.execute(f"VACUUM ANALYZE {', '.join(tables)}")
 
                 return run
 

@@ -39,7 +39,11 @@ def worker(
         data_dir=base / "data",
         log_path=base / "worker.log",
     ).start()
-    process.wait_ready()
+    try:
+        process.wait_ready()
+    except BaseException:  # Ctrl-C or a failed start: teardown will not run, stop it here
+        process.stop()
+        raise
     yield process
     code = process.stop()
     leftovers = [pid for pid in process.pids if process_alive(pid)]
