@@ -62,6 +62,23 @@ def _check_pseudonym(value: str) -> str:
     return value
 
 
+def utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, for comparing and subtracting.
+
+    Python compares two datetimes that share a ``tzinfo`` object by wall time,
+    ignoring their offsets, which is wrong across a daylight-saving fall-back
+    (02:30+02:00 would count as after 02:00+01:00). Comparing in UTC is not.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> berlin = ZoneInfo("Europe/Berlin")
+    >>> first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin)           # +02:00
+    >>> later = datetime(2026, 10, 25, 2, 0, fold=1, tzinfo=berlin)    # +01:00
+    >>> later < first, utc(later) < utc(first)
+    (True, False)
+    """
+    return moment.astimezone(UTC)
+
+
 def _check_time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -112,13 +129,13 @@ class Envelope(BaseModel):
 
     @model_validator(mode="after")
     def _observed_not_in_future(self) -> Envelope:
-        if self.observed_at - self.received_at > MAX_CLOCK_SKEW:
+        if utc(self.observed_at) - utc(self.received_at) > MAX_CLOCK_SKEW:
             raise ValueError(
                 f"observed_at {self.observed_at.isoformat()} is more than "
                 f"{MAX_CLOCK_SKEW} after received_at {self.received_at.isoformat()}; "
                 "an observation cannot come from the future (check the device clock)"
             )
-        if self.observed_at < EARLIEST_OBSERVATION:
+        if utc(self.observed_at) < EARLIEST_OBSERVATION:
             raise ValueError(
                 f"observed_at {self.observed_at.isoformat()} is before 1970-01-01; "
                 "accepted: a tz-aware timestamp of the observation"

@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from schemas.analytes import get_analyte
-from schemas.envelope import Envelope, LongText, PatientId, ShortText, Source
+from schemas.envelope import Envelope, LongText, PatientId, ShortText, Source, utc
 from schemas.instruments import get_instrument
 from schemas.wearables import get_metric
 
@@ -109,7 +109,7 @@ class WearableSample(Envelope):
     def _canonical(self) -> WearableSample:
         metric = get_metric(self.metric)
         value = metric.to_canonical(_finite("value", self.value), self.unit)
-        if self.interval_end < self.observed_at:
+        if utc(self.interval_end) < utc(self.observed_at):
             raise ValueError(
                 f"interval_end {self.interval_end.isoformat()} is before observed_at "
                 f"{self.observed_at.isoformat()}; a sample's interval must not run backwards"
@@ -121,7 +121,11 @@ class WearableSample(Envelope):
 
 
 class WearableReading(BaseModel):
-    """One sample inside a :class:`WearableUpload`, with its own identity."""
+    """One sample inside a :class:`WearableUpload`, with its own identity.
+
+    Validated like a :class:`WearableSample`: the metric is known, the value
+    finite and plausible, and held in the metric's canonical unit.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -131,6 +135,20 @@ class WearableReading(BaseModel):
     unit: ShortText
     start: AwareDatetime
     end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _canonical(self) -> WearableReading:
+        metric = get_metric(self.metric)
+        value = metric.to_canonical(_finite("value", self.value), self.unit)
+        if utc(self.end) < utc(self.start):
+            raise ValueError(
+                f"end {self.end.isoformat()} is before start {self.start.isoformat()}; "
+                "a reading's interval must not run backwards"
+            )
+        object.__setattr__(self, "metric", metric.id)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "unit", metric.unit)
+        return self
 
 
 class WearableUpload(Envelope):
@@ -149,10 +167,11 @@ class WearableUpload(Envelope):
 
     @model_validator(mode="after")
     def _readings_in_window(self) -> WearableUpload:
-        if self.window_end < self.observed_at:
+        if utc(self.window_end) < utc(self.observed_at):
             raise ValueError("window_end is before observed_at (the window start)")
+        window_start, window_end = utc(self.observed_at), utc(self.window_end)
         for index, reading in enumerate(self.readings):
-            if reading.start < self.observed_at or reading.end > self.window_end:
+            if utc(reading.start) < window_start or utc(reading.end) > window_end:
                 raise ValueError(
                     f"readings.{index}: interval {reading.start.isoformat()}.."
                     f"{reading.end.isoformat()} lies outside the upload window "
@@ -161,14 +180,21 @@ class WearableUpload(Envelope):
         return self
 
     def samples(self) -> tuple[WearableSample, ...]:
-        """Each reading as a validated :class:`WearableSample`, in upload order."""
+        """Each reading as a :class:`WearableSample`, in upload order.
+
+        The readings were validated with the upload, so the samples are built
+        without validating again (the wearable stream's hot path).
+        """
         return tuple(
-            WearableSample(
+            WearableSample.model_construct(
                 event_id=r.event_id,
                 patient_id=self.patient_id,
                 observed_at=r.start,
                 received_at=self.received_at,
                 source=self.source,
+                time_zone=self.time_zone,
+                schema_version=self.schema_version,
+                kind="wearable_sample",
                 metric=r.metric,
                 value=r.value,
                 unit=r.unit,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from schemas.topics import ALL_TOPICS
-from services.embedded.broker import ensure_topics
+from services.embedded.broker import BrokerError, ensure_topics
 
 if TYPE_CHECKING:
     from streams import CoreConfig
@@ -54,6 +54,12 @@ def run_worker(
         The core's configuration; default ``CoreConfig()``.
     loglevel
         faust's log level: ``debug``, ``info``, ``warning`` or ``error``.
+
+    Raises
+    ------
+    services.embedded.BrokerError
+        No broker answers at ``bootstrap``, or a topic exists with another
+        partition count (:class:`~services.embedded.TopicPartitionMismatch`).
     """
     import faust
 
@@ -99,13 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parser.parse_args(argv)
     logging.captureWarnings(True)
-    return run_worker(
-        options.bootstrap,
-        options.partitions,
-        app_id=options.app_id,
-        data_dir=options.data_dir,
-        loglevel=options.loglevel,
-    )
+    try:
+        return run_worker(
+            options.bootstrap,
+            options.partitions,
+            app_id=options.app_id,
+            data_dir=options.data_dir,
+            loglevel=options.loglevel,
+        )
+    except BrokerError as error:
+        print(f"psymon worker: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

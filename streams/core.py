@@ -45,7 +45,7 @@ from streams import outputs as out
 from streams.config import CoreConfig
 from streams.course import InstrumentCourse
 from streams.labs import LabCourse
-from streams.ordering import event_time, micros
+from streams.ordering import micros
 from streams.outputs import InputEvent, Output
 from streams.rules import LithiumToxicity, SafetyOutcome, SelfHarmItem, Trigger
 from streams.rules.base import AlertChange
@@ -77,9 +77,12 @@ def process(
 
     Returns
     -------
-    The new state (the same object when nothing changed at all) and the
-    outputs: :class:`~schemas.events.CourseUpdate`, :class:`~schemas.events.Alert`
-    and, for an input the core cannot use, a :class:`~schemas.events.DeadLetter`.
+    The new state and the outputs, in the order they arose:
+    :class:`~schemas.events.CourseUpdate` and :class:`~schemas.events.Alert`
+    events; for an input the core cannot use (a derived event, another
+    patient's event) the given state itself and one
+    :class:`~schemas.events.DeadLetter`. A duplicate gives no outputs and a
+    new state that differs only in its counters.
     """
     if not isinstance(
         event, (ClinicalScore, WearableUpload, WearableSample, LabResult, ClinicalOutcome)
@@ -319,4 +322,4 @@ def _close_days(state: PatientState, cause: InputEvent, config: CoreConfig) -> l
     return outputs
 
 
-__all__ = ["CoreConfig", "Output", "PatientState", "event_time", "process"]
+__all__ = ["CoreConfig", "Output", "PatientState", "process"]

@@ -77,7 +77,7 @@ def event_time(observed_at: datetime, received_at: datetime) -> int:
     >>> event_time(t + timedelta(hours=1), t) == micros(t)
     True
     """
-    return micros(min(observed_at, received_at))
+    return min(micros(observed_at), micros(received_at))
 
 
 @dataclass(slots=True, order=True)
@@ -126,12 +126,12 @@ class EventTimeOrder:
         lateness: int,
     ) -> Literal["held", "late"]:
         """Hold ``event`` until its family's watermark passes it, or call it late."""
-        observed = micros(event.observed_at)
+        at = event_time(event.observed_at, event.received_at)
         mark = self.watermark(family, lateness)
-        if mark is not None and observed < mark:
+        if mark is not None and at < mark:
             return "late"
-        self.observe(family, event_time(event.observed_at, event.received_at))
-        insort(self.held, Held(observed + lateness, observed, str(event.event_id), family, event))
+        self.observe(family, at)
+        insort(self.held, Held(at + lateness, at, str(event.event_id), family, event))
         return "held"
 
     def release(

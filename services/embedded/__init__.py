@@ -1,7 +1,10 @@
-"""The embedded runtime: a Kafka-compatible broker (and later PostgreSQL) run by psymon itself.
+"""The embedded runtime: services psymon runs itself when no real ones are configured.
 
-Used by ``make demo``, ``psymon broker``, ``psymon up`` and the integration
-tests; production points the settings at real services instead.
+:mod:`services.embedded.broker` runs Tansu, a Kafka-compatible broker;
+:mod:`services.embedded.postgres` runs PostgreSQL; :mod:`services.embedded.children`
+starts and stops their processes so that none outlives psymon. Used by
+``make demo``, ``psymon broker``, ``psymon up`` and the integration tests;
+production points the settings at real services instead.
 """
 
 from __future__ import annotations

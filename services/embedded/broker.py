@@ -92,12 +92,19 @@ def ensure_topics(
     compact = set(compacted)
     admin = _admin(bootstrap, timeout)
     try:
-        missing = [t for t in wanted if t not in _partition_counts(admin, wanted)]
+        existing = _partition_counts(admin, wanted)
+        _check_counts(existing, partitions)  # before creating anything with the wrong count
+        missing = [t for t in wanted if t not in existing]
         if missing:
             _create(admin, missing, partitions, replication, compact, timeout)
         counts = _wait_for_topics(admin, wanted, timeout)
     finally:
         admin.close()
+    _check_counts(counts, partitions)  # another process may have created one meanwhile
+    return counts
+
+
+def _check_counts(counts: dict[str, int], partitions: int) -> None:
     wrong = {t: n for t, n in counts.items() if n != partitions}
     if wrong:
         listing = ", ".join(f"{t} has {n}" for t, n in sorted(wrong.items()))
@@ -106,7 +113,6 @@ def ensure_topics(
             f"({listing}); set PSYMON_PARTITIONS to match them, or delete and recreate the "
             "topics (faust tables need co-partitioned topics)"
         )
-    return counts
 
 
 def topic_partitions(

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
+from schemas.envelope import utc
 from schemas.identity import event_id_for
 
 Severity = Literal["info", "warning", "urgent"]
@@ -107,7 +108,12 @@ class AlertBook:
         evidence: dict[str, Scalar],
         cooldown: timedelta,
     ) -> list[AlertChange]:
-        """Move ``key`` on by one evaluation; return the alert changes to send."""
+        """Move ``key`` on by one evaluation; return the alert changes to send.
+
+        Times are compared in UTC: two local day ends in one zone would
+        otherwise be compared by wall clock, wrong across daylight saving.
+        """
+        at = utc(at)
         current = self.open.get(key)
         if current is not None:
             if not (holds or raised):
@@ -127,7 +133,7 @@ class AlertBook:
                         trigger,
                     )
                 ]
-            current.last_seen = max(current.last_seen, at)
+            current.last_seen = max(utc(current.last_seen), at)
             if raised and SEVERITY_RANK[raised] > SEVERITY_RANK[current.severity]:
                 current.severity = raised
                 return [self._change(rule, key, current, "open", message, evidence, trigger)]
@@ -135,7 +141,7 @@ class AlertBook:
         if raised is None:
             return []
         closed = self.closed_at.get(key)
-        if closed is not None and at - closed < cooldown:
+        if closed is not None and at - utc(closed) < cooldown:
             return []
         opened = OpenAlert(event_id_for(patient_id, rule, trigger), raised, at, at)
         self.open[key] = opened

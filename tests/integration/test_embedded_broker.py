@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -44,9 +45,12 @@ def test_ensure_topics_is_idempotent_and_refuses_a_partition_mismatch(
     broker: EmbeddedBroker,
 ) -> None:
     assert ensure_topics(broker.bootstrap, PARTITIONS) == dict.fromkeys(ALL_TOPICS, PARTITIONS)
+    newcomer = f"test-newcomer-{uuid.uuid4().hex[:8]}"
     with pytest.raises(TopicPartitionMismatch, match=r"PSYMON_PARTITIONS") as error:
-        ensure_topics(broker.bootstrap, PARTITIONS + 1, [CLINICAL_SCORES])
+        ensure_topics(broker.bootstrap, PARTITIONS + 1, [CLINICAL_SCORES, newcomer])
     assert f"{CLINICAL_SCORES} has {PARTITIONS}" in str(error.value)
+    # Nothing was created with the refused count.
+    assert topic_partitions(broker.bootstrap, [newcomer]) == {}
 
 
 def test_a_stopped_broker_leaves_no_process_and_frees_its_port() -> None:

@@ -63,6 +63,12 @@ def test_safety_rules_act_on_arrival_and_never_wait_for_the_watermark() -> None:
     assert [a.severity for a in alerts(outputs)] == ["urgent"]
 
 
+def test_a_device_clock_running_ahead_does_not_hold_a_rating_back() -> None:
+    ahead = phq9(at(0, minutes=10), 12, received_at=at(0))  # observed 10 min "after" receipt
+    _, outputs = replay([ahead])
+    assert [u.value for u in updates(outputs, "phq9")] == [12]
+
+
 def test_late_outcomes_still_change_the_course() -> None:
     history = [
         score("panss", at(0), 70),
