@@ -35,6 +35,7 @@ from schemas.events import (
     WearableUpload,
 )
 from schemas.identity import PSEUDONYM_PATTERN, event_id_for
+from schemas.instruments import ScoreError
 from schemas.topics import KINDS_BY_TOPIC
 
 InputEvent = ClinicalScore | WearableUpload | WearableSample | LabResult | ClinicalOutcome
@@ -129,6 +130,10 @@ def field_errors(error: ValidationError) -> tuple[FieldError, ...]:
         location = [str(part) for part in item["loc"]]
         if location and location[0] in RAW_KINDS:
             location = location[1:]
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, ScoreError) and cause.items and cause.items != ("total",):
+            # The total's validator scores the items: name the items at fault.
+            location = [*location[:-1], "items", ",".join(cause.items)]
         field = ".".join(location) or "(record)"
         message = str(item["msg"]).removeprefix("Value error, ")
         private = bool(_PRIVATE_FIELDS & set(location))

@@ -235,6 +235,7 @@ def worker(app_id: str, loglevel: str) -> None:
     PSYMON_CORE_CONFIG_FILE. Writes course updates, risk, alerts and dead letters to their
     topics. Start more workers with the same --app-id to share the partitions.
     """
+    from services.embedded import BrokerError
     from services.worker import run_worker
 
     settings = _settings()
@@ -243,8 +244,8 @@ def worker(app_id: str, loglevel: str) -> None:
             "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
             "(start one with `psymon broker`)"
         )
-    sys.exit(
-        run_worker(
+    try:
+        code = run_worker(
             settings.kafka_bootstrap,
             settings.partitions,
             app_id=app_id,
@@ -252,7 +253,9 @@ def worker(app_id: str, loglevel: str) -> None:
             config=_core_config(settings),
             loglevel=loglevel,
         )
-    )
+    except BrokerError as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(code)
 
 
 def _core_config(settings: Settings) -> CoreConfig | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from schemas.topics import ALL_TOPICS
-from services.embedded.broker import BrokerError, ensure_topics
+from services.embedded.topics import BrokerError, ensure_topics
 
 if TYPE_CHECKING:
     from streams import CoreConfig

@@ -244,7 +244,9 @@ class AlertStore:
                 return ActionResult(
                     changed=False, reason="this note was stored already", alert=before, entry=entry
                 )
-            after = conn.execute("SELECT * FROM v_alerts WHERE alert_id = %s", [alert_id]).fetchone()
+            after = conn.execute(
+                "SELECT * FROM v_alerts WHERE alert_id = %s", [alert_id]
+            ).fetchone()
         return ActionResult(
             changed=True,
             reason=decision.reason,

@@ -1,4 +1,9 @@
-"""The HTTP API: ``POST /v1/events`` validates a batch and produces it.
+"""The HTTP API: ingest, the alert workflow, patient data, tokens and the web views.
+
+``POST /v1/events`` validates a batch and produces it (below); the other
+routes live in :mod:`services.api.alerts`, :mod:`services.api.patients`,
+:mod:`services.api.tokens` and :mod:`services.api.web`. Who may call what is
+in :mod:`services.api.guards`; docs/api.md lists every route with its roles.
 
 It shares the intake path with ``psymon ingest`` (:func:`services.intake.judge_documents`):
 the same record gets the same verdict wherever it enters. Rejected records are
@@ -8,16 +13,28 @@ answered with their reasons and also sent to the dead-letter topic.
 dependency annotations of nested functions at run time.)
 """
 
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from schemas.envelope import Source
 from schemas.events import FieldError
-from services.api.auth import Principal, Role, TokenStore
+from services.api import alerts, patients, web
+from services.api import tokens as tokens_routes
+from services.api.alert_store import AlertStore
+from services.api.auth import TokenStore
+from services.api.database import Database, StoreUnavailable
+from services.api.delivery import AlertDelivery
+from services.api.guards import CanIngest, LoginRequired, WebForbidden
+from services.api.patient_reader import PatientReader
 from services.intake import judge_documents
 from services.producer import EventSink
 
@@ -25,8 +42,6 @@ from services.producer import EventSink
 MAX_BATCH = 1000
 #: Largest request body in bytes.
 MAX_BODY_BYTES = 8 * 1024 * 1024
-
-_bearer = HTTPBearer(auto_error=False)
 
 
 class EventBatch(BaseModel):
@@ -47,63 +62,106 @@ class IngestResult(BaseModel):
     rejected: list[Rejection]
 
 
-def create_app(*, sink: EventSink, tokens: TokenStore) -> FastAPI:
-    """Build the API around an event sink (the broker) and a token store."""
+def create_app(
+    *,
+    sink: EventSink | None = None,
+    tokens: TokenStore,
+    database: Database | None = None,
+    delivery: AlertDelivery | None = None,
+) -> FastAPI:
+    """Build the API: ingest (needs ``sink``), alerts, patients and web views (need ``database``).
+
+    Parameters
+    ----------
+    sink
+        Where ingested events go (the broker); ``None``: ``POST /v1/events`` answers 503.
+    tokens
+        Who may call, with which role.
+    database
+        The store; ``None``: alert, patient and web routes answer 503. The caller
+        owns it (and closes it).
+    delivery
+        Outbound alert webhooks; when given, delivered by a background thread
+        while the app runs.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        runner = None
+        if delivery is not None:
+            runner = threading.Thread(
+                target=delivery.run, args=(stop,), name="psymon-alert-delivery", daemon=True
+            )
+            runner.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if runner is not None:
+                runner.join(timeout=30)
+
     app = FastAPI(
         title="psymon",
         version="0.1.0",
-        description="Longitudinal patient monitoring for precision psychiatry.",
+        description=(
+            "Longitudinal patient monitoring for precision psychiatry. Every route but "
+            "/healthz, the API docs, the login form and static assets needs a token "
+            "(`Authorization: Bearer <token>`); roles: ingest, clinician, researcher, admin."
+        ),
+        lifespan=lifespan,
     )
-
-    def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        found = tokens.authenticate(credentials.credentials)
-        if found is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "invalid token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return found
-
-    def require(*roles: Role) -> Any:
-        def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
-            if who.role not in roles:
-                raise HTTPException(
-                    status.HTTP_403_FORBIDDEN,
-                    f"role {who.role!r} may not do this; allowed: {', '.join(roles)}",
-                )
-            return who
-
-        return check
+    app.state.tokens = tokens
+    app.state.alert_store = None if database is None else AlertStore(database)
+    app.state.patient_reader = None if database is None else PatientReader(database)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            from fastapi.responses import JSONResponse
-
             return JSONResponse(
                 {"detail": f"request body over {MAX_BODY_BYTES} bytes; send smaller batches"},
                 status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
-        return await call_next(request)
+        response = await call_next(request)
+        _secure_headers(request.url.path, response)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # pydantic echoes the rejected input; it may be a patient identifier, so
+        # the answer names the field and what is accepted, never the value.
+        detail = [
+            {key: value for key, value in item.items() if key not in ("input", "ctx", "url")}
+            for item in error.errors()
+        ]
+        return JSONResponse(
+            {"detail": jsonable_encoder(detail)},
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    app.add_exception_handler(LoginRequired, web.login_required)  # type: ignore[arg-type]
+    app.add_exception_handler(WebForbidden, web.forbidden)  # type: ignore[arg-type]
+    app.include_router(alerts.router)
+    app.include_router(patients.router)
+    app.include_router(tokens_routes.router)
+    app.include_router(web.router)
 
     @app.post("/v1/events", response_model=IngestResult, tags=["ingest"])
-    def post_events(
-        batch: EventBatch, who: Annotated[Principal, Depends(require("ingest", "admin"))]
-    ) -> IngestResult:
+    def post_events(batch: EventBatch, who: CanIngest) -> IngestResult:
         """Validate a batch of events; produce the valid ones, dead-letter the rest.
 
         Each rejection names the record's index, the field, the value and what is accepted.
         """
+        if sink is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "this API runs without a broker (PSYMON_KAFKA_BOOTSTRAP); it cannot take events",
+            )
         received_at = datetime.now(UTC)
         source = Source(system="psymon-http", device=None, rater=None)
         records = ((f"events.{i}", doc) for i, doc in enumerate(batch.events))
@@ -130,7 +188,25 @@ def create_app(*, sink: EventSink, tokens: TokenStore) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
-        """Liveness probe; the only route without a token."""
+        """Liveness probe; needs no token."""
         return {"status": "ok"}
 
     return app
+
+
+#: Pages and assets of the web views get a strict Content-Security-Policy; the
+#: API docs (/docs, /redoc) load FastAPI's Swagger UI and ReDoc and keep theirs.
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+def _secure_headers(path: str, response: Any) -> None:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if not path.startswith(("/docs", "/redoc")):
+        headers.setdefault("Content-Security-Policy", _CSP)

@@ -77,7 +77,7 @@ class Database:
     def fetch_all(self, statement: str, params: Any = None) -> list[dict[str, Any]]:
         """Run one query and return every row as a dict."""
         with self.connection() as conn:
-            return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+            return conn.execute(statement, params).fetchall()
 
     def close(self) -> None:
         """Close every connection; the database object is unusable afterwards."""

@@ -174,7 +174,7 @@ class PatientReader:
         with self.db.connection() as conn:
 
             def rows(statement: str) -> list[dict[str, Any]]:
-                return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+                return conn.execute(statement, params).fetchall()
 
             scores = rows(
                 "SELECT observed_at, instrument, total FROM v_patient_scores "

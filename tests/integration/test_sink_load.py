@@ -159,15 +159,13 @@ def test_an_upload_whose_readings_are_not_valid_samples_is_a_dead_letter(
 ) -> None:
     good = cohort_events(patients=1, days=1, readings_per_day=2)
     upload = next(e for e in good if isinstance(e, WearableUpload))
-    readings = [r.model_dump() for r in upload.readings]
-    readings[1]["value"] = 900.0  # a heart rate no body produces
-    broken = upload.model_copy(
-        update={"event_id": event_id_for("broken-upload"), "readings": tuple(
-            upload.readings[0].model_validate(r) for r in readings
-        )}
-    )  # fmt: skip
+    # The contract refuses to build such an upload, so it can only arrive as bytes.
+    document = json.loads(upload.model_dump_json())
+    document["event_id"] = str(event_id_for("broken-upload"))
+    document["readings"][1]["value"] = 900.0  # a heart rate no body produces
+    broken = SinkRecord(WEARABLE_SAMPLES, json.dumps(document).encode(), 1_772_442_000_000)
     with Sink(store_url) as sink:
-        sink.load_batch(as_records([*good, broken]))
+        sink.load_batch([*as_records(good), broken])
     assert_stored_once(query, stored_rows(good))
     letters = query("SELECT topic, reason FROM dead_letters")
     assert len(letters) == 1

@@ -1,0 +1,489 @@
+"""The patient-course dashboard: one patient's scores, wearables, labs, risk and alerts.
+
+Pick the patient with ``$patient`` (a pseudonym; the list puts patients with
+urgent open alerts and high risk first). Every time series shares the time
+range and shows the patient's alerts (red regions, first to last seen) and
+clinical outcomes (relapse, hospitalisation, medication changes) as
+annotations.
+
+* **Rating scales**: one panel per instrument of :mod:`schemas.instruments`,
+  shaded by its severity bands, with its remission cut-off as a dashed line
+  and, from the course tracker (``v_course``), the episode baseline and the
+  response threshold (the instrument's response drop from that baseline).
+* **Wearables**: each daily feature against the patient's own robust
+  baseline (median of the last weeks), repeated per feature (``$feature``),
+  the robust z-score of every feature, and the data coverage.
+* **Laboratory**: one panel per analyte of :mod:`schemas.analytes`, shaded by
+  its published status bands, with the patient's own baseline.
+* **Relapse risk**: the risk trajectory of every model and horizon.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dashboard_builder
+from grafana_foundation_sdk.builders import timeseries
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
+
+from dashboards.panels import (
+    DASHED,
+    NO_POINTS,
+    PATIENT_COURSE_UID,
+    PanelBuilder,
+    add_section,
+    banded,
+    colored_text,
+    data_table,
+    fixed_color,
+    prop,
+    series,
+    stat_panel,
+)
+from dashboards.sql import sql_annotation, sql_target, sql_variable
+from dashboards.thresholds import (
+    ALERT_STATUS_COLORS,
+    SEVERITY_COLORS,
+    analyte_steps,
+    color_mappings,
+    instrument_steps,
+    risk_steps,
+)
+from dashboards.vocabulary import instrument_name, literal, severity_rank
+from schemas.analytes import ANALYTES, Analyte
+from schemas.instruments import Instrument
+from schemas.instruments.depression import DEPRESSION_SCALES
+from schemas.instruments.global_ import GLOBAL_SCALES
+from schemas.instruments.mania import MANIA_SCALES
+from schemas.instruments.phq import PHQ_FAMILY
+from schemas.instruments.psychosis import PSYCHOSIS_SCALES
+
+TITLE = "psymon · patient course"
+
+#: Rows of rating scales, in the catalogue's families.
+SCALE_FAMILIES: tuple[tuple[str, tuple[Instrument, ...]], ...] = (
+    ("Rating scales: depression and anxiety", PHQ_FAMILY + DEPRESSION_SCALES),
+    ("Rating scales: mania", MANIA_SCALES),
+    ("Rating scales: psychosis", PSYCHOSIS_SCALES),
+    ("Rating scales: global impression", GLOBAL_SCALES),
+)
+
+PATIENT = "'$patient'"
+
+PATIENT_VARIABLE_SQL = f"""
+SELECT patient_id AS __value,
+       patient_id
+       || CASE WHEN risk_probability IS NULL THEN ''
+               ELSE ' · risk ' || round((100 * risk_probability)::numeric) || ' %' END
+       || CASE WHEN open_alerts > 0 THEN ' · ' || open_alerts || ' open alert(s)' ELSE '' END
+       AS __text
+FROM v_cohort_overview
+ORDER BY {severity_rank("worst_open_severity")}, risk_probability DESC NULLS LAST, patient_id
+"""
+
+FEATURE_VARIABLE_SQL = """
+SELECT DISTINCT signal
+FROM v_course
+WHERE patient_id = '$patient' AND signal_kind = 'wearable' AND NOT late
+ORDER BY 1
+"""
+
+ALERT_ANNOTATION_SQL = """
+SELECT first_seen AS "time", last_seen AS "timeend",
+       severity || ': ' || message || ' [' || status || ']' AS text,
+       rule || ',' || severity AS tags
+FROM v_alerts
+WHERE patient_id = '$patient' AND first_seen <= $__timeTo() AND last_seen >= $__timeFrom()
+ORDER BY 1
+"""
+
+OUTCOME_ANNOTATION_SQL = """
+SELECT observed_at AS "time",
+       outcome || coalesce(' (' || episode || ')', '')
+       || coalesce(': ' || medication_name || ' ' || medication_action, '')
+       || coalesce(' ' || medication_dose || ' ' || medication_dose_unit, '') AS text,
+       outcome AS tags
+FROM v_patient_outcomes
+WHERE patient_id = '$patient' AND $__timeFilter(observed_at)
+ORDER BY 1
+"""
+
+
+def _variables() -> list[dashboard_builder.QueryVariable]:
+    patient = sql_variable("patient", "Patient", PATIENT_VARIABLE_SQL).description(
+        "Pseudonymous patient id; patients with urgent open alerts and high risk first."
+    )
+    feature = sql_variable(
+        "feature", "Wearable feature", FEATURE_VARIABLE_SQL, multi=True, include_all=True
+    ).current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
+    return [patient, feature]
+
+
+# ------------------------------------------------------------------------------ summary
+
+
+def _summary() -> list[PanelBuilder]:
+    risk_now = stat_panel(
+        "Relapse risk now",
+        "The latest estimate of each risk model and horizon (v_risk_latest).",
+        sql_target(
+            f"""
+SELECT observed_at AS "time", model_name || ' · ' || horizon_days || ' d' AS metric,
+       probability
+FROM v_risk_latest
+WHERE patient_id = {PATIENT}
+ORDER BY 1
+"""
+        ),
+        unit="percentunit",
+        width=8,
+    ).thresholds(_absolute(risk_steps()))
+    open_alerts = stat_panel(
+        "Open alerts",
+        "Alerts of this patient still open, escalated or acknowledged (v_alerts_open).",
+        sql_target(
+            f"""
+SELECT count(*) FILTER (WHERE severity = 'urgent') AS urgent,
+       count(*) FILTER (WHERE severity = 'warning') AS warning,
+       count(*) FILTER (WHERE severity = 'info') AS info
+FROM v_alerts_open
+WHERE patient_id = {PATIENT}
+""",
+            format="table",
+        ),
+        width=8,
+        color_mode=common.BigValueColorMode.BACKGROUND,
+    )
+    for severity in ("urgent", "warning", "info"):
+        open_alerts = open_alerts.override_by_name(
+            severity, [fixed_color(SEVERITY_COLORS[severity])]
+        )
+    standing = data_table(
+        "Where the patient stands",
+        "The latest course of every rating scale and lab value (v_course_latest): band, "
+        "change from the episode baseline, reliable change (Jacobson & Truax 1991), "
+        "response and remission by each instrument's criteria, and the course status.",
+        sql_target(
+            f"""
+SELECT {instrument_name("signal")} AS signal, signal_kind AS kind, value, unit, band, status,
+       baseline, change, reliable_change, response, remission, observed_at AS updated
+FROM v_course_latest
+WHERE patient_id = {PATIENT} AND signal_kind IN ('instrument', 'lab')
+ORDER BY signal_kind DESC, observed_at DESC
+""",
+            format="table",
+        ),
+        height=8,
+        width=8,
+    )
+    return [risk_now, open_alerts, standing]
+
+
+def _absolute(steps: list[model.Threshold]) -> dashboard_builder.ThresholdsConfig:
+    return dashboard_builder.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+# ------------------------------------------------------------------------------ risk
+
+
+def _risk() -> list[PanelBuilder]:
+    trajectory = banded(
+        series(
+            "Relapse risk",
+            "Probability of relapse within each model's horizon (v_risk), shaded by psymon's "
+            "display bands (not validated cut-offs).",
+            sql_target(
+                f"""
+SELECT observed_at AS "time", model_name || ' · ' || horizon_days || ' d' AS metric,
+       probability
+FROM v_risk
+WHERE patient_id = {PATIENT} AND $__timeFilter(observed_at)
+ORDER BY 1
+"""
+            ),
+            unit="percentunit",
+            width=16,
+        ).min(0).max(1),
+        risk_steps(),
+    )
+    alerts = data_table(
+        "Alerts in this range",
+        "Every alert of this patient seen in the time range, with what the care team did.",
+        sql_target(
+            f"""
+SELECT severity, status, rule, message, first_seen, last_seen, last_action, last_actor,
+       last_action_at
+FROM v_alerts
+WHERE patient_id = {PATIENT} AND first_seen <= $__timeTo() AND last_seen >= $__timeFrom()
+ORDER BY {severity_rank("severity")}, first_seen DESC
+""",
+            format="table",
+        ),
+        height=8,
+        width=8,
+    )
+    alerts = alerts.override_by_name(
+        "severity", colored_text(color_mappings(SEVERITY_COLORS))
+    ).override_by_name("status", colored_text(color_mappings(ALERT_STATUS_COLORS)))
+    return [trajectory, alerts]
+
+
+# ------------------------------------------------------------------------------ scales
+
+
+def _describe_instrument(inst: Instrument) -> str:
+    bands = "; ".join(f"{b.low}-{b.high} {b.label}" for b in inst.bands) or "no severity bands"
+    parts = [f"{inst.name} total ({inst.total_low}-{inst.total_high}). Bands: {bands}."]
+    if inst.remission_max is not None:
+        parts.append(f"Remission: total <= {inst.remission_max} (dashed green line).")
+    elif inst.remission_items:
+        parts.append(
+            f"Remission is item-level ({', '.join(inst.remission_items)} all <= "
+            f"{inst.remission_item_max} for six months): see the course status."
+        )
+    if inst.response_drop is not None:
+        parts.append(
+            f"Response: a drop of {inst.response_drop:.0%} of the baseline's distance above "
+            f"{inst.total_low} (dotted line, from the course's episode baseline)."
+        )
+    parts.append(f"Source: {inst.citation}")
+    return " ".join(parts)
+
+
+def _remission_sql(inst: Instrument) -> str:
+    # Two points spanning the range draw the cut-off across the whole panel.
+    name = f"remission (<= {inst.remission_max})"
+    return f"""
+SELECT $__timeFrom()::timestamptz AS "time", {inst.remission_max} AS "{name}"
+UNION ALL
+SELECT $__timeTo()::timestamptz, {inst.remission_max}
+ORDER BY 1
+"""
+
+
+def _instrument_panel(inst: Instrument) -> timeseries.Panel:
+    scores = sql_target(
+        f"""
+SELECT observed_at AS "time", total AS "{inst.name}"
+FROM v_patient_scores
+WHERE patient_id = {PATIENT} AND instrument = {literal(inst.id)} AND $__timeFilter(observed_at)
+ORDER BY 1
+"""
+    )
+    targets = [scores]
+    if inst.response_drop is not None:
+        targets.append(
+            sql_target(
+                f"""
+SELECT observed_at AS "time", baseline AS "episode baseline",
+       baseline - {inst.response_drop} * (baseline - {inst.total_low}) AS "response threshold"
+FROM v_course
+WHERE patient_id = {PATIENT} AND signal_kind = 'instrument' AND signal = {literal(inst.id)}
+  AND NOT late AND baseline IS NOT NULL AND $__timeFilter(observed_at)
+ORDER BY 1
+""",
+                ref_id="B",
+            )
+        )
+    if inst.remission_max is not None:
+        targets.append(sql_target(_remission_sql(inst), ref_id="C"))
+    panel = series(inst.name, _describe_instrument(inst), *targets, width=12)
+    panel = banded(panel.min(inst.total_low).max(inst.total_high), instrument_steps(inst))
+    panel = panel.override_by_name(
+        "episode baseline",
+        [DASHED, NO_POINTS, fixed_color("text"), prop("custom.lineInterpolation", "stepAfter")],
+    ).override_by_name(
+        "response threshold",
+        [
+            prop("custom.lineStyle", {"fill": "dot"}),
+            NO_POINTS,
+            fixed_color("blue"),
+            prop("custom.lineInterpolation", "stepAfter"),
+        ],
+    )
+    if inst.remission_max is not None:
+        panel = panel.override_by_name(
+            f"remission (<= {inst.remission_max})", [DASHED, NO_POINTS, fixed_color("green")]
+        )
+    return panel
+
+
+# ------------------------------------------------------------------------------ wearables
+
+
+def _wearables() -> list[PanelBuilder]:
+    feature = (
+        series(
+            "Wearable: $feature",
+            "The daily feature in the patient's local day (v_course) against the patient's "
+            "own robust baseline (the median of the remembered days; Barnett 2018, Cohen "
+            "2023: change against one's own baseline is what precedes relapse).",
+            sql_target(
+                f"""
+SELECT observed_at AS "time", value AS "day value", baseline AS "personal baseline"
+FROM v_course
+WHERE patient_id = {PATIENT} AND signal_kind = 'wearable' AND signal IN ($feature)
+  AND NOT late AND $__timeFilter(observed_at)
+ORDER BY 1
+"""
+            ),
+            width=8,
+            height=7,
+        )
+        .repeat("feature")
+        .repeat_direction("h")
+        .max_per_row(3)
+        .override_by_name("personal baseline", [DASHED, NO_POINTS, fixed_color("text")])
+    )
+    deviation = banded(
+        series(
+            "Deviation from personal baseline",
+            "Robust z-score of each daily feature, (x - median) / (1.4826 MAD), against the "
+            "patient's own days. Shaded beyond 2 and 3 robust SDs.",
+            sql_target(
+                f"""
+SELECT observed_at AS "time", signal AS metric, deviation
+FROM v_course
+WHERE patient_id = {PATIENT} AND signal_kind = 'wearable' AND NOT late
+  AND deviation IS NOT NULL AND $__timeFilter(observed_at)
+ORDER BY 1
+"""
+            ),
+            width=12,
+        )
+        .axis_soft_min(-4)
+        .axis_soft_max(4),
+        [
+            model.Threshold(value=None, color="red"),
+            model.Threshold(value=-3, color="orange"),
+            model.Threshold(value=-2, color="transparent"),
+            model.Threshold(value=2, color="orange"),
+            model.Threshold(value=3, color="red"),
+        ],
+    )
+    coverage = (
+        series(
+            "Wearable data coverage",
+            "Share of the local day's hours with any wearable sample (v_course); missing "
+            "data is itself a signal (Barnett 2018, Cohen 2023). Bars: samples stored per "
+            "UTC day and metric (v_daily_wearable).",
+            sql_target(
+                f"""
+SELECT observed_at AS "time", max(coverage) AS "share of hours with data"
+FROM v_course
+WHERE patient_id = {PATIENT} AND signal_kind = 'wearable' AND NOT late
+  AND coverage IS NOT NULL AND $__timeFilter(observed_at)
+GROUP BY observed_at
+ORDER BY 1
+"""
+            ),
+            sql_target(
+                f"""
+SELECT day AS "time", metric, n AS samples
+FROM v_daily_wearable
+WHERE patient_id = {PATIENT} AND day BETWEEN $__timeFrom()::date AND $__timeTo()::date
+ORDER BY 1
+""",
+                ref_id="B",
+            ),
+            unit="percentunit",
+            width=12,
+        )
+        .override_by_query(
+            "B",
+            [
+                prop("custom.drawStyle", "bars"),
+                prop("custom.fillOpacity", 40),
+                prop("unit", "short"),
+                prop("custom.axisPlacement", "right"),
+                NO_POINTS,
+            ],
+        )
+        .override_by_name("share of hours with data", [prop("max", 1), prop("min", 0)])
+    )
+    return [feature, deviation, coverage]
+
+
+# ------------------------------------------------------------------------------ labs
+
+
+def _describe_analyte(analyte: Analyte) -> str:
+    if analyte.bands:
+        bands = "; ".join(
+            f"{'>=' if b.inclusive else '>'} {b.start:g} {b.status.label} ({b.status.severity})"
+            for b in analyte.bands
+        )
+    else:
+        bands = "no validated cut-off: judge against the patient's own baseline"
+    sampling = f" Sampling: {analyte.sampling}." if analyte.sampling else ""
+    return (
+        f"{analyte.name} in {analyte.unit} (LOINC {analyte.loinc}). Bands: {bands}.{sampling} "
+        f"Dashed: the patient's own baseline (v_course). Source: {analyte.citation}"
+    )
+
+
+def _analyte_panel(analyte: Analyte) -> timeseries.Panel:
+    values = sql_target(
+        f"""
+SELECT observed_at AS "time", value AS "{analyte.name}"
+FROM v_patient_labs
+WHERE patient_id = {PATIENT} AND analyte = {literal(analyte.id)} AND $__timeFilter(observed_at)
+ORDER BY 1
+"""
+    )
+    baseline = sql_target(
+        f"""
+SELECT observed_at AS "time", baseline AS "personal baseline"
+FROM v_course
+WHERE patient_id = {PATIENT} AND signal_kind = 'lab' AND signal = {literal(analyte.id)}
+  AND NOT late AND baseline IS NOT NULL AND $__timeFilter(observed_at)
+ORDER BY 1
+""",
+        ref_id="B",
+    )
+    panel = series(
+        f"{analyte.name} ({analyte.unit})",
+        _describe_analyte(analyte),
+        values,
+        baseline,
+        unit=f"suffix: {analyte.unit}",
+        width=8,
+    ).axis_soft_min(0)
+    if analyte.bands:
+        panel = banded(panel, analyte_steps(analyte)).axis_soft_max(
+            round(max(b.start for b in analyte.bands) * 1.3, 6)
+        )
+    return panel.override_by_name(
+        "personal baseline",
+        [DASHED, NO_POINTS, fixed_color("text"), prop("custom.lineInterpolation", "stepAfter")],
+    )
+
+
+# ------------------------------------------------------------------------------ dashboard
+
+
+def patient_course() -> dashboard_builder.Dashboard:
+    """The patient-course dashboard (uid ``psymon-patient-course``)."""
+    board = (
+        dashboard_builder.Dashboard(TITLE)
+        .uid(PATIENT_COURSE_UID)
+        .description(__doc__.split("\n\n")[0] if __doc__ else TITLE)
+        .tags(["psymon", "patient"])
+        .time("now-90d", "now")
+        .timezone("browser")
+        .refresh("5m")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .readonly()
+        .variables(_variables())
+        .annotations(
+            [
+                sql_annotation("Alerts", ALERT_ANNOTATION_SQL, "red"),
+                sql_annotation("Clinical outcomes", OUTCOME_ANNOTATION_SQL, "purple"),
+            ]
+        )
+    )
+    board = add_section(board, "Now", _summary())
+    board = add_section(board, "Relapse risk", _risk())
+    for title, family in SCALE_FAMILIES:
+        board = add_section(board, title, [_instrument_panel(i) for i in family])
+    board = add_section(board, "Wearables", _wearables())
+    return add_section(board, "Laboratory", [_analyte_panel(a) for a in ANALYTES.values()])
