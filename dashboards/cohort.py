@@ -93,7 +93,7 @@ ORDER BY b.rank
 
 def _headline() -> list[PanelBuilder]:
     patients = stat_panel(
-        "Patients",
+        "Patients monitored",
         f"Patients psymon monitors, and those with no event received for {QUIET_DAYS} days "
         "or more (missing data is itself a warning sign: Barnett 2018, Cohen 2023).",
         sql_target(

@@ -449,13 +449,20 @@ def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int] | N
                 "(Ctrl-C stops everything)"
             )
             probe = ProgressProbe(stack.database_url, stack.bootstrap)
+            shown: tuple[object, ...] = ()
+            quiet_since = time.monotonic()
             while True:
                 time.sleep(3)
                 stack.check()
                 try:
-                    click.echo(f"psymon  {probe.read().line()}")
+                    progress = probe.read()
                 except Exception as error:  # progress is best effort
                     click.echo(f"psymon  (progress unavailable: {type(error).__name__})")
+                    continue
+                key = (progress.stored, progress.lag, sorted(progress.alerts.items()))
+                if key != shown or time.monotonic() - quiet_since > 60:
+                    click.echo(f"psymon  {progress.line()}")
+                    shown, quiet_since = key, time.monotonic()
     except KeyboardInterrupt:
         click.echo("\npsymon  stopping: workers, sink, API, database, broker")
     except StackError as error:

@@ -195,16 +195,20 @@ class Progress:
 
     stored: int = 0
     rate: float = 0.0
-    lag: int | None = None
+    lag: dict[str, int] | None = None
     alerts: dict[str, int] = field(default_factory=dict)
     patients: int = 0
 
     def line(self) -> str:
         alerts = ", ".join(f"{n} {s}" for s, n in sorted(self.alerts.items())) or "none"
-        lag = "?" if self.lag is None else str(self.lag)
+        lag = (
+            "?"
+            if self.lag is None
+            else f"workers {self.lag.get('workers', 0):,}, sink {self.lag.get('sink', 0):,}"
+        )
         return (
-            f"stored {self.stored:>9,} rows  {self.rate:>8,.0f} rows/s  lag {lag:>7}  "
-            f"patients {self.patients:>5}  open alerts: {alerts}"
+            f"stored {self.stored:,} rows ({self.rate:,.0f}/s)  lag: {lag}  "
+            f"patients {self.patients}  open alerts: {alerts}"
         )
 
 
@@ -240,20 +244,36 @@ class ProgressProbe:
         progress.lag = self._lag()
         return progress
 
-    def _lag(self) -> int | None:
+    def _lag(self) -> dict[str, int] | None:
+        """Messages not yet processed by the workers and not yet stored by the sink."""
         try:
-            from kafka import KafkaAdminClient, KafkaConsumer
+            from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+            from schemas.topics import ALL_TOPICS, INPUT_TOPICS
+
+            consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
             admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
             try:
-                committed = admin.list_consumer_group_offsets("psymon-sink")
-            finally:
-                admin.close()
-            consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
-            try:
-                ends = consumer.end_offsets(list(committed))
+                partitions = [
+                    TopicPartition(topic, p)
+                    for topic in ALL_TOPICS
+                    for p in consumer.partitions_for_topic(topic) or ()
+                ]
+                ends = consumer.end_offsets(partitions)
+                lag = {}
+                for name, group, topics in (
+                    ("workers", "psymon-worker", INPUT_TOPICS),
+                    ("sink", "psymon-sink", ALL_TOPICS),
+                ):
+                    committed = admin.list_group_offsets(group).get(group, {})
+                    lag[name] = sum(
+                        max(0, end - (committed[tp].offset if tp in committed else 0))
+                        for tp, end in ends.items()
+                        if tp.topic in topics
+                    )
+                return lag
             finally:
                 consumer.close()
-            return sum(max(0, ends[tp] - meta.offset) for tp, meta in committed.items())
+                admin.close()
         except Exception:  # lag is a nicety; the demo goes on without it
             return None

@@ -95,7 +95,7 @@ def list_alerts(
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                422,
                 f"{name} {moment.isoformat()} has no time zone; "
                 "give one, e.g. 2026-03-02T00:00:00Z",
             )

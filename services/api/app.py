@@ -137,7 +137,7 @@ def create_app(
         ]
         return JSONResponse(
             {"detail": jsonable_encoder(detail)},
-            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status_code=422,
         )
 
     @app.exception_handler(StoreUnavailable)

@@ -1,0 +1,207 @@
+"""Reading the stored input events back, per patient, in the order the worker applied them.
+
+The live worker applies a patient's events in the order their records reach
+it. The store keeps each input event once, whole (``v_input_events``: scores,
+labs, outcomes, wearable uploads as uploaded, samples sent alone), with the
+``received_at`` the ingest edge stamped on it. Replay reads them back
+**per patient in arrival order**: ``received_at``, then ``observed_at``, then
+``event_id``.
+
+How exact is that?
+
+* Within one input topic it is the live order: one patient's records of a
+  topic share a partition, producers send them in ``received_at`` order, and
+  the edge stamps ``received_at`` as records arrive.
+* Ties in ``received_at`` (a file ingested at once gets one stamp) fall back
+  to event time, then id: the order a chronologically sorted file has.
+* Across topics (a score and a wearable upload of the same patient) the
+  broker keeps no order, and faust interleaves its partitions by how fetches
+  happen to fall. Replay assumes arrival order, which is what a worker
+  keeping up with real-time traffic sees. Where a worker fell behind on one
+  topic, the live order may differ; the core is insensitive to that within
+  the lateness windows (:class:`streams.config.OrderingConfig`) except for
+  which event closes a wearable day (``caused_by`` of daily features) and for
+  outcomes against scores that arrived within the same window.
+* Re-delivered duplicates are stored once: replay does not see them. They
+  change nothing but ``PatientState.counters.duplicates``.
+
+>>> q = EventQuery(patients=("p-0123456789abcdef01234567",), kinds=("lab_result",))
+>>> q.as_dict()["kinds"]
+['lab_result']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pydantic import TypeAdapter
+
+from schemas.events import (
+    RAW_KINDS,
+    ClinicalOutcome,
+    ClinicalScore,
+    LabResult,
+    WearableSample,
+    WearableUpload,
+)
+from schemas.identity import PSEUDONYM_PATTERN
+
+InputEvent = ClinicalScore | WearableUpload | WearableSample | LabResult | ClinicalOutcome
+
+#: The kinds ``v_input_events`` holds (what the core takes).
+INPUT_KINDS: tuple[str, ...] = tuple(sorted(RAW_KINDS))
+
+#: Arrival order within a patient (see the module docstring).
+ARRIVAL_ORDER = "received_at, observed_at, event_id"
+
+_INPUT: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)
+
+#: Rows fetched per round trip from the server-side cursor.
+FETCH_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Which stored input events to read.
+
+    Attributes
+    ----------
+    patients
+        Pseudonyms to read; ``None``: every patient.
+    since, until
+        Event time (``observed_at``) from ``since`` (included) to ``until``
+        (excluded); tz-aware; ``None``: unbounded.
+    kinds
+        Input kinds (``clinical_score``, ``wearable_upload``,
+        ``wearable_sample``, ``lab_result``, ``clinical_outcome``); ``None``: all.
+    """
+
+    patients: tuple[str, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    kinds: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.patients is not None:
+            bad = sum(1 for p in self.patients if not PSEUDONYM_PATTERN.fullmatch(p))
+            if bad:
+                raise ValueError(
+                    f"patients: {bad} value(s) are not psymon pseudonyms ('p-' and 24 lowercase "
+                    "hex characters); the store holds pseudonyms only (values not shown)"
+                )
+            object.__setattr__(self, "patients", tuple(dict.fromkeys(self.patients)))
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+                raise ValueError(
+                    f"{name} {value.isoformat()} has no time zone; accepted: a tz-aware time "
+                    "such as 2026-03-01T00:00:00+00:00"
+                )
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError(
+                f"until {self.until.isoformat()} is not after since {self.since.isoformat()}"
+            )
+        if self.kinds is not None:
+            unknown = sorted(set(self.kinds) - set(INPUT_KINDS))
+            if unknown or not self.kinds:
+                raise ValueError(
+                    f"kinds {unknown or '(none)'} not accepted; accepted: {', '.join(INPUT_KINDS)}"
+                )
+            object.__setattr__(self, "kinds", tuple(sorted(set(self.kinds))))
+
+    @classmethod
+    def of(
+        cls,
+        patients: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> EventQuery:
+        """A query from loosely typed arguments (any sequences)."""
+        return cls(
+            tuple(patients) if patients is not None else None,
+            since,
+            until,
+            tuple(kinds) if kinds is not None else None,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The filters as JSON-ready data (for manifests and the audit log)."""
+        return {
+            "patients": list(self.patients) if self.patients is not None else None,
+            "since": None if self.since is None else self.since.isoformat(),
+            "until": None if self.until is None else self.until.isoformat(),
+            "kinds": list(self.kinds) if self.kinds is not None else None,
+            "order": f"per patient: {ARRIVAL_ORDER}",
+        }
+
+    def where(self, before: InputEvent | None = None) -> tuple[sql.Composable, list[Any]]:
+        """The WHERE clause over ``v_input_events`` and its parameters."""
+        clauses: list[sql.Composable] = [sql.SQL("true")]
+        params: list[Any] = []
+        if self.patients is not None:
+            clauses.append(sql.SQL("patient_id = ANY(%s)"))
+            params.append(list(self.patients))
+        if self.since is not None:
+            clauses.append(sql.SQL("observed_at >= %s"))
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append(sql.SQL("observed_at < %s"))
+            params.append(self.until)
+        if self.kinds is not None:
+            clauses.append(sql.SQL("kind = ANY(%s)"))
+            params.append(list(self.kinds))
+        if before is not None:
+            clauses.append(sql.SQL("(received_at, observed_at, event_id) < (%s, %s, %s)"))
+            params += [before.received_at, before.observed_at, before.event_id]
+        return sql.SQL(" AND ").join(clauses), params
+
+
+def count_input_events(conn: psycopg.Connection[Any], query: EventQuery) -> int:
+    """How many stored input events ``query`` selects (for progress bars)."""
+    where, params = query.where()
+    statement = sql.SQL("SELECT count(*) FROM v_input_events WHERE {}").format(where)
+    row = conn.execute(statement, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def read_input_events(
+    conn: psycopg.Connection[Any],
+    query: EventQuery,
+    *,
+    before: InputEvent | None = None,
+) -> Iterator[InputEvent]:
+    """The selected input events, grouped by patient, each patient's in arrival order.
+
+    Streams through a server-side cursor, so memory stays flat however long
+    the history. ``before``: only events that arrived before this one (by the
+    arrival order), for rebuilding a state just before ``before`` is applied.
+
+    The cursor runs in a transaction of its own (a savepoint when ``conn`` is
+    already in one), closed when the iteration ends.
+    """
+    where, params = query.where(before)
+    statement = sql.SQL(
+        "SELECT payload::text FROM v_input_events WHERE {} ORDER BY patient_id, "
+        + ARRIVAL_ORDER
+    ).format(where)
+    with conn.transaction(), conn.cursor(name="psymon_replay_events") as cursor:
+        cursor.itersize = FETCH_ROWS
+        cursor.execute(statement, params)
+        for (payload,) in cursor:
+            yield _INPUT.validate_json(payload)
+
+
+__all__ = [
+    "ARRIVAL_ORDER",
+    "INPUT_KINDS",
+    "EventQuery",
+    "InputEvent",
+    "count_input_events",
+    "read_input_events",
+]
