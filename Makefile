@@ -32,6 +32,11 @@ $(TOOLS_STAMP):
 compose-check: $(TOOLS_STAMP)
 	$(TOOLS_VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && apt-get install -y -qq chromium >/dev/null'
+
 demo: $(STAMP)
 	$(VENV)/bin/psymon demo
 
@@ -55,7 +60,7 @@ unit: $(STAMP) $(TOOLS_STAMP)
 integration: $(STAMP)
 	$(VENV)/bin/pytest -q -m integration
 
-test: lint typecheck imports $(TOOLS_STAMP)
+test: lint typecheck imports $(TOOLS_STAMP) $(CHROMIUM)
 	PSYMON_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(VENV)/bin/pytest -q
 
 bench: $(STAMP)

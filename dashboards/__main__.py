@@ -1,4 +1,4 @@
-"""``python -m dashboards``: regenerate dashboards/json/ from the code (``--check``: compare only)."""
+"""``python -m dashboards``: regenerate dashboards/json/ from the code; ``--check`` compares."""
 
 from __future__ import annotations
 

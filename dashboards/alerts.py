@@ -51,9 +51,7 @@ def _choice(name: str, label: str, values: tuple[str, ...]) -> dashboard_builder
         .multi(True)
         .include_all(True)
         .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
-        .options(
-            [model.VariableOption(selected=False, text=v, value=v) for v in values]
-        )
+        .options([model.VariableOption(selected=False, text=v, value=v) for v in values])
     )
 
 
@@ -128,23 +126,27 @@ def _inbox() -> PanelBuilder:
 
 
 def _history() -> list[PanelBuilder]:
-    raised = series(
-        "Alerts raised per day",
-        "Alerts first seen per day, by severity.",
-        sql_target(
-            """
+    raised = (
+        series(
+            "Alerts raised per day",
+            "Alerts first seen per day, by severity.",
+            sql_target(
+                """
 SELECT $__timeGroupAlias(first_seen, '1d'), severity AS metric, count(*) AS alerts
 FROM v_alerts
 WHERE $__timeFilter(first_seen)
 GROUP BY 1, 2
 ORDER BY 1
 """
-        ),
-        unit="short",
-        width=12,
-    ).draw_style(common.GraphDrawStyle.BARS).fill_opacity(60).stacking(
-        common_builder.StackingConfig().mode(common.StackingMode.NORMAL)
-    ).show_points(common.VisibilityMode.NEVER)
+            ),
+            unit="short",
+            width=12,
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(60)
+        .stacking(common_builder.StackingConfig().mode(common.StackingMode.NORMAL))
+        .show_points(common.VisibilityMode.NEVER)
+    )
     for severity in SEVERITIES:
         raised = raised.override_by_name(severity, [fixed_color(SEVERITY_COLORS[severity])])
     done = data_table(

@@ -159,7 +159,7 @@ ORDER BY 2 DESC, 1
         width=6,
     )
     cohort = data_table(
-        "Patients",
+        "All patients",
         "One row per patient, those with urgent open alerts and the highest risk first. "
         "Click a patient to open the patient's course.",
         sql_target(COHORT_SQL, format="table"),
@@ -184,13 +184,14 @@ ORDER BY 2 DESC, 1
 
 
 def _coverage() -> list[PanelBuilder]:
-    wearable = series(
-        "Wearable data coverage",
-        "Mean share of each closed local day's hours with any wearable sample (v_course), "
-        "and the share of today's cohort with any wearable sample that UTC day "
-        "(v_daily_wearable).",
-        sql_target(
-            """
+    wearable = (
+        series(
+            "Wearable data coverage",
+            "Mean share of each closed local day's hours with any wearable sample (v_course), "
+            "and the share of today's cohort with any wearable sample that UTC day "
+            "(v_daily_wearable).",
+            sql_target(
+                """
 SELECT day AS "time", avg(coverage) AS "hours covered (mean)"
 FROM (
     SELECT DISTINCT patient_id, day, coverage
@@ -201,9 +202,9 @@ FROM (
 GROUP BY day
 ORDER BY 1
 """
-        ),
-        sql_target(
-            """
+            ),
+            sql_target(
+                """
 SELECT day AS "time",
        count(DISTINCT patient_id)::double precision
        / nullif((SELECT count(*) FROM v_cohort_overview), 0) AS "patients with wearable data"
@@ -212,25 +213,31 @@ WHERE day BETWEEN $__timeFrom()::date AND $__timeTo()::date
 GROUP BY day
 ORDER BY 1
 """,
-            ref_id="B",
-        ),
-        unit="percentunit",
-    ).min(0).max(1)
-    ratings = series(
-        "Ratings received per day",
-        "Rating-scale results per UTC day and instrument (v_daily_scores).",
-        sql_target(
-            f"""
+                ref_id="B",
+            ),
+            unit="percentunit",
+        )
+        .min(0)
+        .max(1)
+    )
+    ratings = (
+        series(
+            "Ratings received per day",
+            "Rating-scale results per UTC day and instrument (v_daily_scores).",
+            sql_target(
+                f"""
 SELECT day AS "time", {instrument_name("instrument")} AS metric, sum(n) AS ratings
 FROM v_daily_scores
 WHERE day BETWEEN $__timeFrom()::date AND $__timeTo()::date
 GROUP BY 1, 2
 ORDER BY 1
 """
-        ),
-        unit="short",
-    ).draw_style(common.GraphDrawStyle.BARS).fill_opacity(60).show_points(
-        common.VisibilityMode.NEVER
+            ),
+            unit="short",
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(60)
+        .show_points(common.VisibilityMode.NEVER)
     )
     return [wearable, ratings]
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
-from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards.sql import SqlTarget, datasource_ref, sql_target
+from dashboards.thresholds import absolute
 
 __all__ = ["PanelBuilder", "sql_target"]
 
@@ -106,9 +107,7 @@ def series(
 
 def banded(panel: timeseries.Panel, steps: list[model.Threshold]) -> timeseries.Panel:
     """``panel`` with its background shaded by threshold ``steps`` (bands, not lines)."""
-    return panel.thresholds(
-        dashboard_builder.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)
-    ).thresholds_style(
+    return panel.thresholds(absolute(steps)).thresholds_style(
         common_builder.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.AREA)
     )
 

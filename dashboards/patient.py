@@ -21,10 +21,11 @@ annotations.
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
-from grafana_foundation_sdk.builders import timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
+from dashboards.clinical_panels import PATIENT, SCALE_FAMILIES, analyte_panel, instrument_panel
 from dashboards.panels import (
     DASHED,
     NO_POINTS,
@@ -43,31 +44,14 @@ from dashboards.sql import sql_annotation, sql_target, sql_variable
 from dashboards.thresholds import (
     ALERT_STATUS_COLORS,
     SEVERITY_COLORS,
-    analyte_steps,
+    absolute,
     color_mappings,
-    instrument_steps,
     risk_steps,
 )
-from dashboards.vocabulary import instrument_name, literal, severity_rank
-from schemas.analytes import ANALYTES, Analyte
-from schemas.instruments import Instrument
-from schemas.instruments.depression import DEPRESSION_SCALES
-from schemas.instruments.global_ import GLOBAL_SCALES
-from schemas.instruments.mania import MANIA_SCALES
-from schemas.instruments.phq import PHQ_FAMILY
-from schemas.instruments.psychosis import PSYCHOSIS_SCALES
+from dashboards.vocabulary import severity_rank, signal_name
+from schemas.analytes import ANALYTES
 
 TITLE = "psymon · patient course"
-
-#: Rows of rating scales, in the catalogue's families.
-SCALE_FAMILIES: tuple[tuple[str, tuple[Instrument, ...]], ...] = (
-    ("Rating scales: depression and anxiety", PHQ_FAMILY + DEPRESSION_SCALES),
-    ("Rating scales: mania", MANIA_SCALES),
-    ("Rating scales: psychosis", PSYCHOSIS_SCALES),
-    ("Rating scales: global impression", GLOBAL_SCALES),
-)
-
-PATIENT = "'$patient'"
 
 PATIENT_VARIABLE_SQL = f"""
 SELECT patient_id AS __value,
@@ -108,7 +92,7 @@ ORDER BY 1
 """
 
 
-def _variables() -> list[dashboard_builder.QueryVariable]:
+def _variables() -> list[cogbuilder.Builder[model.VariableModel]]:
     patient = sql_variable("patient", "Patient", PATIENT_VARIABLE_SQL).description(
         "Pseudonymous patient id; patients with urgent open alerts and high risk first."
     )
@@ -136,7 +120,7 @@ ORDER BY 1
         ),
         unit="percentunit",
         width=8,
-    ).thresholds(_absolute(risk_steps()))
+    ).thresholds(absolute(risk_steps()))
     open_alerts = stat_panel(
         "Open alerts",
         "Alerts of this patient still open, escalated or acknowledged (v_alerts_open).",
@@ -164,7 +148,7 @@ WHERE patient_id = {PATIENT}
         "response and remission by each instrument's criteria, and the course status.",
         sql_target(
             f"""
-SELECT {instrument_name("signal")} AS signal, signal_kind AS kind, value, unit, band, status,
+SELECT {signal_name("signal")} AS signal, signal_kind AS kind, value, unit, band, status,
        baseline, change, reliable_change, response, remission, observed_at AS updated
 FROM v_course_latest
 WHERE patient_id = {PATIENT} AND signal_kind IN ('instrument', 'lab')
@@ -176,10 +160,6 @@ ORDER BY signal_kind DESC, observed_at DESC
         width=8,
     )
     return [risk_now, open_alerts, standing]
-
-
-def _absolute(steps: list[model.Threshold]) -> dashboard_builder.ThresholdsConfig:
-    return dashboard_builder.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)
 
 
 # ------------------------------------------------------------------------------ risk
@@ -202,7 +182,9 @@ ORDER BY 1
             ),
             unit="percentunit",
             width=16,
-        ).min(0).max(1),
+        )
+        .min(0)
+        .max(1),
         risk_steps(),
     )
     alerts = data_table(
@@ -227,86 +209,6 @@ ORDER BY {severity_rank("severity")}, first_seen DESC
     return [trajectory, alerts]
 
 
-# ------------------------------------------------------------------------------ scales
-
-
-def _describe_instrument(inst: Instrument) -> str:
-    bands = "; ".join(f"{b.low}-{b.high} {b.label}" for b in inst.bands) or "no severity bands"
-    parts = [f"{inst.name} total ({inst.total_low}-{inst.total_high}). Bands: {bands}."]
-    if inst.remission_max is not None:
-        parts.append(f"Remission: total <= {inst.remission_max} (dashed green line).")
-    elif inst.remission_items:
-        parts.append(
-            f"Remission is item-level ({', '.join(inst.remission_items)} all <= "
-            f"{inst.remission_item_max} for six months): see the course status."
-        )
-    if inst.response_drop is not None:
-        parts.append(
-            f"Response: a drop of {inst.response_drop:.0%} of the baseline's distance above "
-            f"{inst.total_low} (dotted line, from the course's episode baseline)."
-        )
-    parts.append(f"Source: {inst.citation}")
-    return " ".join(parts)
-
-
-def _remission_sql(inst: Instrument) -> str:
-    # Two points spanning the range draw the cut-off across the whole panel.
-    name = f"remission (<= {inst.remission_max})"
-    return f"""
-SELECT $__timeFrom()::timestamptz AS "time", {inst.remission_max} AS "{name}"
-UNION ALL
-SELECT $__timeTo()::timestamptz, {inst.remission_max}
-ORDER BY 1
-"""
-
-
-def _instrument_panel(inst: Instrument) -> timeseries.Panel:
-    scores = sql_target(
-        f"""
-SELECT observed_at AS "time", total AS "{inst.name}"
-FROM v_patient_scores
-WHERE patient_id = {PATIENT} AND instrument = {literal(inst.id)} AND $__timeFilter(observed_at)
-ORDER BY 1
-"""
-    )
-    targets = [scores]
-    if inst.response_drop is not None:
-        targets.append(
-            sql_target(
-                f"""
-SELECT observed_at AS "time", baseline AS "episode baseline",
-       baseline - {inst.response_drop} * (baseline - {inst.total_low}) AS "response threshold"
-FROM v_course
-WHERE patient_id = {PATIENT} AND signal_kind = 'instrument' AND signal = {literal(inst.id)}
-  AND NOT late AND baseline IS NOT NULL AND $__timeFilter(observed_at)
-ORDER BY 1
-""",
-                ref_id="B",
-            )
-        )
-    if inst.remission_max is not None:
-        targets.append(sql_target(_remission_sql(inst), ref_id="C"))
-    panel = series(inst.name, _describe_instrument(inst), *targets, width=12)
-    panel = banded(panel.min(inst.total_low).max(inst.total_high), instrument_steps(inst))
-    panel = panel.override_by_name(
-        "episode baseline",
-        [DASHED, NO_POINTS, fixed_color("text"), prop("custom.lineInterpolation", "stepAfter")],
-    ).override_by_name(
-        "response threshold",
-        [
-            prop("custom.lineStyle", {"fill": "dot"}),
-            NO_POINTS,
-            fixed_color("blue"),
-            prop("custom.lineInterpolation", "stepAfter"),
-        ],
-    )
-    if inst.remission_max is not None:
-        panel = panel.override_by_name(
-            f"remission (<= {inst.remission_max})", [DASHED, NO_POINTS, fixed_color("green")]
-        )
-    return panel
-
-
 # ------------------------------------------------------------------------------ wearables
 
 
@@ -326,7 +228,7 @@ WHERE patient_id = {PATIENT} AND signal_kind = 'wearable' AND signal IN ($featur
 ORDER BY 1
 """
             ),
-            width=8,
+            width=24,  # Grafana gives each repeated copy 24 / maxPerRow columns
             height=7,
         )
         .repeat("feature")
@@ -403,61 +305,6 @@ ORDER BY 1
     return [feature, deviation, coverage]
 
 
-# ------------------------------------------------------------------------------ labs
-
-
-def _describe_analyte(analyte: Analyte) -> str:
-    if analyte.bands:
-        bands = "; ".join(
-            f"{'>=' if b.inclusive else '>'} {b.start:g} {b.status.label} ({b.status.severity})"
-            for b in analyte.bands
-        )
-    else:
-        bands = "no validated cut-off: judge against the patient's own baseline"
-    sampling = f" Sampling: {analyte.sampling}." if analyte.sampling else ""
-    return (
-        f"{analyte.name} in {analyte.unit} (LOINC {analyte.loinc}). Bands: {bands}.{sampling} "
-        f"Dashed: the patient's own baseline (v_course). Source: {analyte.citation}"
-    )
-
-
-def _analyte_panel(analyte: Analyte) -> timeseries.Panel:
-    values = sql_target(
-        f"""
-SELECT observed_at AS "time", value AS "{analyte.name}"
-FROM v_patient_labs
-WHERE patient_id = {PATIENT} AND analyte = {literal(analyte.id)} AND $__timeFilter(observed_at)
-ORDER BY 1
-"""
-    )
-    baseline = sql_target(
-        f"""
-SELECT observed_at AS "time", baseline AS "personal baseline"
-FROM v_course
-WHERE patient_id = {PATIENT} AND signal_kind = 'lab' AND signal = {literal(analyte.id)}
-  AND NOT late AND baseline IS NOT NULL AND $__timeFilter(observed_at)
-ORDER BY 1
-""",
-        ref_id="B",
-    )
-    panel = series(
-        f"{analyte.name} ({analyte.unit})",
-        _describe_analyte(analyte),
-        values,
-        baseline,
-        unit=f"suffix: {analyte.unit}",
-        width=8,
-    ).axis_soft_min(0)
-    if analyte.bands:
-        panel = banded(panel, analyte_steps(analyte)).axis_soft_max(
-            round(max(b.start for b in analyte.bands) * 1.3, 6)
-        )
-    return panel.override_by_name(
-        "personal baseline",
-        [DASHED, NO_POINTS, fixed_color("text"), prop("custom.lineInterpolation", "stepAfter")],
-    )
-
-
 # ------------------------------------------------------------------------------ dashboard
 
 
@@ -484,6 +331,6 @@ def patient_course() -> dashboard_builder.Dashboard:
     board = add_section(board, "Now", _summary())
     board = add_section(board, "Relapse risk", _risk())
     for title, family in SCALE_FAMILIES:
-        board = add_section(board, title, [_instrument_panel(i) for i in family])
+        board = add_section(board, title, [instrument_panel(i) for i in family])
     board = add_section(board, "Wearables", _wearables())
-    return add_section(board, "Laboratory", [_analyte_panel(a) for a in ANALYTES.values()])
+    return add_section(board, "Laboratory", [analyte_panel(a) for a in ANALYTES.values()])

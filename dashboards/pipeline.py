@@ -38,23 +38,27 @@ _ARRIVALS = f"""
 
 
 def _arrivals() -> list[PanelBuilder]:
-    rate = series(
-        "Events per second, by topic",
-        "Input events per second by the time the broker received them (v_input_events; "
-        "a wearable upload is one event). Events observed more than "
-        f"{LOOKBACK_DAYS} days before the range (a historical import) are not counted.",
-        sql_target(
-            f"""
+    rate = (
+        series(
+            "Events per second, by topic",
+            "Input events per second by the time the broker received them (v_input_events; "
+            "a wearable upload is one event). Events observed more than "
+            f"{LOOKBACK_DAYS} days before the range (a historical import) are not counted.",
+            sql_target(
+                f"""
 SELECT $__timeGroupAlias(received_at, $__interval), topic AS metric,
        count(*) / ($__interval_ms / 1000.0) AS events_per_second
 FROM ({_ARRIVALS}) AS arrivals
 GROUP BY 1, 2
 ORDER BY 1
 """
-        ),
-        unit="short",
-        width=12,
-    ).show_points(common.VisibilityMode.NEVER).axis_label("events per second")
+            ),
+            unit="short",
+            width=12,
+        )
+        .show_points(common.VisibilityMode.NEVER)
+        .axis_label("events per second")
+    )
     delay = series(
         "From observation to arrival",
         "How long after the observation an event reached psymon (received_at - "
@@ -93,46 +97,54 @@ FROM v_cohort_overview
         width=6,
         height=8,
     ).no_value("no events yet")
-    late = series(
-        "Late course updates per day",
-        "Course updates of events applied after their family's watermark (they are "
-        "reported, flagged late, and do not rewrite the course), and counts of wearable "
-        "samples that arrived after their local day had closed, by arrival day.",
-        sql_target(
-            """
+    late = (
+        series(
+            "Late course updates per day",
+            "Course updates of events applied after their family's watermark (they are "
+            "reported, flagged late, and do not rewrite the course), and counts of wearable "
+            "samples that arrived after their local day had closed, by arrival day.",
+            sql_target(
+                """
 SELECT $__timeGroupAlias(received_at, '1d'), signal_kind AS metric, count(*) AS late_updates
 FROM v_course
 WHERE late AND $__timeFilter(received_at)
 GROUP BY 1, 2
 ORDER BY 1
 """
-        ),
-        unit="short",
-        width=18,
-    ).draw_style(common.GraphDrawStyle.BARS).fill_opacity(60).show_points(
-        common.VisibilityMode.NEVER
-    ).stacking(common_builder.StackingConfig().mode(common.StackingMode.NORMAL))
+            ),
+            unit="short",
+            width=18,
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(60)
+        .show_points(common.VisibilityMode.NEVER)
+        .stacking(common_builder.StackingConfig().mode(common.StackingMode.NORMAL))
+    )
     return [last, late]
 
 
 def _dead_letters() -> list[PanelBuilder]:
-    per_topic = series(
-        "Dead letters, by topic",
-        "Records psymon could not accept, per interval and topic (v_dead_letters).",
-        sql_target(
-            """
+    per_topic = (
+        series(
+            "Dead letters, by topic",
+            "Records psymon could not accept, per interval and topic (v_dead_letters).",
+            sql_target(
+                """
 SELECT $__timeGroupAlias(received_at, $__interval), topic AS metric, count(*) AS dead_letters
 FROM v_dead_letters
 WHERE $__timeFilter(received_at)
 GROUP BY 1, 2
 ORDER BY 1
 """
-        ),
-        unit="short",
-        width=10,
-    ).draw_style(common.GraphDrawStyle.BARS).fill_opacity(60).show_points(
-        common.VisibilityMode.NEVER
-    ).stacking(common_builder.StackingConfig().mode(common.StackingMode.NORMAL))
+            ),
+            unit="short",
+            width=10,
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(60)
+        .show_points(common.VisibilityMode.NEVER)
+        .stacking(common_builder.StackingConfig().mode(common.StackingMode.NORMAL))
+    )
     latest = data_table(
         "Latest dead letters",
         "The latest records psymon refused, with the reason. The raw record is not shown "

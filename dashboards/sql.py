@@ -64,7 +64,9 @@ class SqlQuery(cogvariants.Dataquery):
 
     def __init__(self, raw_sql: str, ref_id: str = "A", format: Format = "time_series") -> None:
         if format not in FORMATS:
-            raise ValueError(f"query format {format!r} is not known; accepted: {', '.join(FORMATS)}")
+            raise ValueError(
+                f"query format {format!r} is not known; accepted: {', '.join(FORMATS)}"
+            )
         self.raw_sql = raw_sql
         self.ref_id = ref_id
         self.format = format

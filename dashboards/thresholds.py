@@ -81,7 +81,9 @@ def instrument_steps(instrument: Instrument) -> list[model.Threshold]:
         return [model.Threshold(value=None, color="text")]
     count = len(instrument.bands)
     return [
-        model.Threshold(value=None if band.rank == 0 else band.low, color=band_color(band.rank, count))
+        model.Threshold(
+            value=None if band.rank == 0 else band.low, color=band_color(band.rank, count)
+        )
         for band in instrument.bands
     ]
 

@@ -13,10 +13,10 @@ True
 
 from __future__ import annotations
 
+from dashboards.thresholds import RISK_BANDS
+from schemas.analytes import ANALYTES
 from schemas.instruments import INSTRUMENTS
 from schemas.topics import KINDS_BY_TOPIC
-
-from dashboards.thresholds import RISK_BANDS
 
 #: Alert severities (``schemas.events.Alert.severity``), most urgent first.
 SEVERITIES: tuple[str, ...] = ("urgent", "warning", "info")
@@ -45,16 +45,25 @@ def severity_rank(column: str) -> str:
 
 def status_rank(column: str) -> str:
     """0 for an alert nobody has acted on, then escalated, then acknowledged."""
-    return _case(
-        column, {s: str(i) for i, s in enumerate(OPEN_STATUSES)}, str(len(OPEN_STATUSES))
-    )
+    return _case(column, {s: str(i) for i, s in enumerate(OPEN_STATUSES)}, str(len(OPEN_STATUSES)))
 
 
 def instrument_name(column: str) -> str:
     """The display name (``PHQ-9``) of an instrument id column (``phq9``)."""
-    return _case(
-        column, {i.id: literal(i.name) for i in INSTRUMENTS.values()}, column
-    )
+    return _case(column, {i.id: literal(i.name) for i in INSTRUMENTS.values()}, column)
+
+
+def signal_name(column: str) -> str:
+    """The display name of a course signal: an instrument (``PHQ-9``) or analyte (``CRP``).
+
+    Other signals (wearable features) keep their id.
+
+    >>> "WHEN 'crp' THEN 'CRP'" in signal_name("signal")
+    True
+    """
+    names = {i.id: literal(i.name) for i in INSTRUMENTS.values()}
+    names |= {a.id: literal(a.name) for a in ANALYTES.values()}
+    return _case(column, names, column)
 
 
 def topic_of_kind(column: str) -> str:

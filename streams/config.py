@@ -20,7 +20,9 @@ from __future__ import annotations
 import tomllib
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from streams.models.snapshot import ModelSnapshot
 
 Hours = Annotated[float, Field(ge=0, le=24 * 28)]
 Version = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
@@ -168,6 +170,59 @@ class AlertConfig(_Section):
     data_loss_hours: float = Field(default=48.0, gt=0)
 
 
+class RiskConfig(_Section):
+    """The per-patient model inputs, the risk assessments and the ``relapse_risk`` alert.
+
+    Inputs are computed as each wearable day closes, from the day's robust
+    z-scores against the patient's own baseline (:mod:`streams.models.features`).
+    The alert threshold was chosen on simulated training cohorts to keep
+    within ``alert_budget_per_patient_month`` (``docs/model-card.md``).
+    """
+
+    #: A relapse or hospitalisation onset within this many days after a day makes it positive.
+    horizon_days: int = Field(default=28, gt=0, le=365)
+    #: |robust z| above which a feature-day counts as an anomaly (Barnett 2018) ...
+    anomaly_z: float = Field(default=2.0, gt=0)
+    #: ... and the days the anomaly rate is taken over (the 2 weeks before relapse
+    #: in which Barnett 2018 saw 71 % more anomalies).
+    anomaly_days: int = Field(default=14, ge=1, le=28)
+    #: Span (days) of the exponentially weighted mean of each feature's z-score.
+    smoothing_days: float = Field(default=7.0, ge=1, le=90)
+    #: z-scores are clipped to +/- this before smoothing, so one wild day cannot dominate.
+    z_clip: float = Field(default=4.0, gt=0)
+    #: CUSUM reference value k and decision interval h, in robust SD (Page 1954).
+    #: With k = 0.5 and h = 4 a stable series raises a false signal about once in
+    #: 168 days and a one-SD shift is found after about 8 (Montgomery 2009, table 9.3).
+    cusum_k: float = Field(default=0.5, ge=0)
+    cusum_h: float = Field(default=4.0, gt=0)
+    #: Ratings older than this many days no longer inform the self-report inputs ...
+    self_report_days: int = Field(default=21, ge=1, le=365)
+    #: ... and the clinician-rated inputs.
+    clinician_days: int = Field(default=42, ge=1, le=365)
+    #: The alert opens after ``alert_days`` consecutive assessments at or above
+    #: ``alert_threshold`` ...
+    alert_threshold: float = Field(default=0.2, gt=0, lt=1)
+    alert_days: int = Field(default=2, ge=1, le=28)
+    #: ... and closes after ``close_days`` consecutive assessments below ``close_threshold``.
+    close_threshold: float = Field(default=0.16, gt=0, lt=1)
+    close_days: int = Field(default=3, ge=1, le=28)
+    #: The alert burden the threshold was chosen for (alerts per patient-month).
+    alert_budget_per_patient_month: float = Field(default=1.0, gt=0)
+    #: Features named in each assessment, largest |contribution| first (0: every
+    #: input, which the trainer needs to learn from the assessments).
+    contributions: int = Field(default=0, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> RiskConfig:
+        if self.close_threshold > self.alert_threshold:
+            raise ValueError(
+                f"close_threshold {self.close_threshold} is above alert_threshold "
+                f"{self.alert_threshold}; accepted: close_threshold <= alert_threshold "
+                "(hysteresis: an alert closes below a lower threshold than it opens at)"
+            )
+        return self
+
+
 class CoreConfig(_Section):
     """Everything the pure core needs to know besides the events.
 
@@ -182,6 +237,21 @@ class CoreConfig(_Section):
     wearable: WearableConfig = WearableConfig()
     labs: LabConfig = LabConfig()
     alerts: AlertConfig = AlertConfig()
+    risk: RiskConfig = RiskConfig()
+    #: The population relapse-risk model version to score with (None: no
+    #: assessments and no ``relapse_risk`` alerts; drift and anomaly rates are
+    #: still tracked). Workers swap it with :meth:`with_model`.
+    model: ModelSnapshot | None = None
+
+    def with_model(self, model: ModelSnapshot | None) -> CoreConfig:
+        """The same configuration scoring with ``model`` (a new, frozen config).
+
+        >>> from streams.models.snapshot import ModelSnapshot
+        >>> config = CoreConfig().with_model(ModelSnapshot.initial(["anomaly_rate"]))
+        >>> config.model.version, CoreConfig().model is None
+        (0, True)
+        """
+        return self.model_copy(update={"model": model})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CoreConfig:

@@ -11,8 +11,11 @@ engine in a plain loop; both get the same outputs for the same history
    applied in event-time order (:mod:`streams.ordering`); a late one is still
    reported, flagged ``late=True``, and does not rewrite the course;
 4. wearable samples go straight into their local day (:mod:`streams.wearable_days`);
-5. every event's time may close wearable days: their features, and the
-   sleep-loss and data-loss rules.
+5. every event's time may close wearable days: their features, the
+   sleep-loss and data-loss rules, and the risk models (:mod:`streams.models`):
+   the day's anomaly rate and drift, and, when ``config.model`` holds a
+   population model version, a :class:`~schemas.events.RiskAssessment` and the
+   ``relapse_risk`` alert.
 
 ``process`` never changes the state it is given: it returns a new one.
 
@@ -45,13 +48,15 @@ from streams import outputs as out
 from streams.config import CoreConfig
 from streams.course import InstrumentCourse
 from streams.labs import LabCourse
+from streams.models import emit
+from streams.models.snapshot import sigmoid
 from streams.ordering import micros
 from streams.outputs import InputEvent, Output
 from streams.rules import LithiumToxicity, SafetyOutcome, SelfHarmItem, Trigger
 from streams.rules.base import AlertChange
 from streams.state import PatientState
 from streams.timezones import zone_key
-from streams.wearable_days import Sample, metric_id
+from streams.wearable_days import ClosedDay, Sample, metric_id
 
 _HOUR_US = 3_600_000_000
 _SELF_HARM, _SAFETY_OUTCOME, _LITHIUM_TOXICITY = SelfHarmItem(), SafetyOutcome(), LithiumToxicity()
@@ -73,14 +78,16 @@ def process(
     event
         One validated raw event of that patient.
     config
-        Thresholds and windows; its ``version`` is named in every alert.
+        Thresholds and windows; its ``version`` is named in every alert. Its
+        ``model`` (a :class:`~streams.models.snapshot.ModelSnapshot`, or None)
+        is the population relapse-risk model version to score with.
 
     Returns
     -------
     The new state and the outputs, in the order they arose:
-    :class:`~schemas.events.CourseUpdate` and :class:`~schemas.events.Alert`
-    events; for an input the core cannot use (a derived event, another
-    patient's event) the given state itself and one
+    :class:`~schemas.events.CourseUpdate`, :class:`~schemas.events.RiskAssessment`
+    and :class:`~schemas.events.Alert` events; for an input the core cannot
+    use (a derived event, another patient's event) the given state itself and one
     :class:`~schemas.events.DeadLetter`. A duplicate gives no outputs and a
     new state that differs only in its counters.
     """
@@ -139,13 +146,15 @@ def _sparse(
         new.counters.duplicates += 1
         return new, []
     is_lab = isinstance(event, LabResult)
+    days_may_close = bool(state.wearable.open) or state.wearable.tracking
     new = state.copy(
         events=True,
         order=True,
         courses=not is_lab,
         labs=is_lab,
-        wearable=bool(state.wearable.open) or state.wearable.tracking,
+        wearable=days_may_close,
         rules=True,
+        risk=days_may_close,
     )
     new.patient_id = event.patient_id
     new.events.remember(event.event_id, micros(event.observed_at), config.dedup.remembered_events)
@@ -271,7 +280,7 @@ def _wearable(
         new = state.copy()
         new.counters.duplicates += 1
         return new, []
-    new = state.copy(uploads=upload, order=True, wearable=True, rules=True)
+    new = state.copy(uploads=upload, order=True, wearable=True, rules=True, risk=True)
     new.patient_id = event.patient_id
     new.counters.events += 1
     stream = f"{event.source.system}|{event.source.device or ''}"
@@ -319,7 +328,29 @@ def _close_days(state: PatientState, cause: InputEvent, config: CoreConfig) -> l
         changes = state.rules.sleep_loss.evaluate(day, trigger, config)
         changes += state.rules.data_loss.evaluate(day, trigger, config)
         outputs += _alerts(cause, changes, config)
+        outputs += _risk(state, cause, day, config)
     return outputs
+
+
+def _risk(
+    state: PatientState, cause: InputEvent, day: ClosedDay, config: CoreConfig
+) -> list[Output]:
+    """The risk models on one closed day: anomaly rate and drift, then the population model."""
+    inputs = state.risk.learn_one(day, state.courses, config.risk)
+    if inputs is None:
+        return []
+    outputs: list[Output] = [emit.anomaly_update(cause, inputs)]
+    model = config.model
+    if model is None:
+        return outputs
+    terms = model.contributions(inputs.values)
+    probability = round(sigmoid(model.bias + sum(c for _, _, c in terms)), 6)
+    ranked = emit.ordered(terms)
+    outputs.append(emit.risk_assessment(cause, inputs, model, probability, ranked, config.risk))
+    changes = state.rules.relapse_risk.observe(
+        probability, inputs.day, inputs.end, cause.patient_id, model, ranked, config
+    )
+    return outputs + _alerts(cause, changes, config)
 
 
 __all__ = ["CoreConfig", "Output", "PatientState", "process"]

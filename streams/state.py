@@ -6,7 +6,8 @@ worker writes to its changelog topic, where pickle would let whoever can
 write the topic run code). Every buffer in it is bounded: recent event ids,
 held-back events, open wearable days, 28 days of daily features, a few lab
 values per analyte, one course per instrument, one open alert per rule and
-signal. :func:`state_size` measures it.
+signal, a few numbers per wearable feature for the risk model.
+:func:`state_size` measures it.
 
 The core never changes a state it was given: :meth:`PatientState.copy` makes
 a new state that shares what the next step will not touch and copies what
@@ -29,6 +30,8 @@ from pydantic import TypeAdapter
 from streams.course import InstrumentCourse
 from streams.dedup import EventMemory
 from streams.labs import LabCourse
+from streams.models.features import RiskFeatures
+from streams.models.risk_rule import RiskAlert
 from streams.ordering import EventTimeOrder
 from streams.rules import (
     DataLoss,
@@ -73,6 +76,7 @@ class RuleStates:
     lab_status: LabStatusRule = field(default_factory=LabStatusRule)
     sleep_loss: SleepLoss = field(default_factory=SleepLoss)
     data_loss: DataLoss = field(default_factory=DataLoss)
+    relapse_risk: RiskAlert = field(default_factory=RiskAlert)
 
     def clone(self) -> RuleStates:
         """An independent copy."""
@@ -86,6 +90,7 @@ class RuleStates:
             self.lab_status.clone(),
             self.sleep_loss.clone(),
             self.data_loss.clone(),
+            self.relapse_risk.clone(),
         )
 
 
@@ -111,6 +116,10 @@ class PatientState:
         Open alerts and rule memory (:mod:`streams.rules`).
     counters
         Events, duplicates and late arrivals counted (changes nothing else).
+    risk
+        The per-patient part of the relapse-risk model: smoothed deviations,
+        drift and anomaly rate (:mod:`streams.models.features`). The population
+        model is not here: it arrives in ``CoreConfig.model``.
     """
 
     patient_id: str | None = None
@@ -122,6 +131,7 @@ class PatientState:
     wearable: WearableDays = field(default_factory=WearableDays)
     rules: RuleStates = field(default_factory=RuleStates)
     counters: Counters = field(default_factory=Counters)
+    risk: RiskFeatures = field(default_factory=RiskFeatures)
 
     def copy(
         self,
@@ -133,6 +143,7 @@ class PatientState:
         labs: bool = False,
         wearable: bool = False,
         rules: bool = False,
+        risk: bool = False,
     ) -> PatientState:
         """A new state sharing every part not named; named parts (and counters) are copied."""
         return PatientState(
@@ -145,6 +156,7 @@ class PatientState:
             self.wearable.clone() if wearable else self.wearable,
             self.rules.clone() if rules else self.rules,
             self.counters.clone(),
+            self.risk.clone() if risk else self.risk,
         )
 
     def without_counters(self) -> PatientState:

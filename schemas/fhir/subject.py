@@ -8,6 +8,16 @@ a contained ``#p1``) is followed to that Patient: its id, else its first
 identifier. The identifier is pseudonymised at once with
 :func:`schemas.identity.pseudonymise` (scoped by the importing system) and is
 never put in a reason: messages say "subject", never its value.
+
+A subject that already is a psymon pseudonym is taken as it is: psymon's own
+FHIR export (:mod:`schemas.fhir.export`) names the patient by
+``subject.identifier`` with system :data:`PSEUDONYM_SYSTEM`
+(``urn:psymon:pseudonym``), so a re-imported export lands on the same
+patient instead of being pseudonymised a second time. Such an identifier
+wins over a ``reference`` (it is psymon's own identity of the patient), and
+its value must have the pseudonym's shape or the resource is rejected.
+Whoever may import can already attach results to any patient whose source
+identifier they know; a pseudonym grants nothing more.
 """
 
 from __future__ import annotations
@@ -18,7 +28,10 @@ from typing import Any
 from schemas.fhir.document import References, relative_reference, resource_type_name
 from schemas.fhir.elements import mapping, mappings, text
 from schemas.fhir.outcome import Rejected
-from schemas.identity import pseudonymise
+from schemas.identity import PSEUDONYM_PATTERN, pseudonymise
+
+#: The identifier system of a subject that is already a psymon pseudonym.
+PSEUDONYM_SYSTEM = "urn:psymon:pseudonym"
 
 _ACCEPTED = (
     "accepted: subject.reference 'Patient/<id>' (relative, absolute, or to a Patient in "
@@ -47,8 +60,51 @@ def patient_pseudonym(
     Traceback (most recent call last):
     ...
     schemas.fhir.outcome.Rejected: subject refers to a Group, not a Patient; psymon imports results about one patient; accepted: subject.reference 'Patient/<id>' (relative, absolute, or to a Patient in the document) or subject.identifier with a value (and its system)
+    >>> pseudonym = {"system": PSEUDONYM_SYSTEM, "value": "p-0123456789abcdef01234567"}
+    >>> patient_pseudonym({"subject": {"identifier": pseudonym}}, refs, key=key, system="x")
+    'p-0123456789abcdef01234567'
     """  # noqa: E501
+    carried = carried_pseudonym(resource)
+    if carried is not None:
+        return carried
     return pseudonymise(source_identifier(resource, references), key, system=system)
+
+
+def carried_pseudonym(resource: Mapping[str, Any]) -> str | None:
+    """The pseudonym in ``subject.identifier`` with system :data:`PSEUDONYM_SYSTEM`, if any.
+
+    Raises
+    ------
+    Rejected
+        If such an identifier holds something other than a pseudonym, or the
+        subject is declared to be something other than a Patient (the value
+        is never shown).
+
+    >>> carried_pseudonym({"subject": {"reference": "Patient/p1"}}) is None
+    True
+    >>> carried_pseudonym({"subject": {"identifier": {"system": PSEUDONYM_SYSTEM,
+    ...                                               "value": "MRN-0042"}}})
+    Traceback (most recent call last):
+    ...
+    schemas.fhir.outcome.Rejected: subject.identifier has system urn:psymon:pseudonym but its value is not a psymon pseudonym ('p-' and 24 lowercase hex characters); the value is not shown, it may identify a patient
+    """  # noqa: E501
+    subject = mapping(resource.get("subject"))
+    for identifier in mappings(subject.get("identifier")):
+        if text(identifier.get("system")) != PSEUDONYM_SYSTEM:
+            continue
+        declared = text(subject.get("type"))
+        if declared is not None and declared.rsplit("/", 1)[-1] != "Patient":
+            kind = resource_type_name(declared.rsplit("/", 1)[-1])
+            raise Rejected(f"subject.type is a {kind}, not Patient; {_ACCEPTED}")
+        value = text(identifier.get("value"))
+        if value is None or not PSEUDONYM_PATTERN.fullmatch(value):
+            raise Rejected(
+                f"subject.identifier has system {PSEUDONYM_SYSTEM} but its value is not a psymon "
+                "pseudonym ('p-' and 24 lowercase hex characters); the value is not shown, it "
+                "may identify a patient"
+            )
+        return value
+    return None
 
 
 def source_identifier(resource: Mapping[str, Any], references: References) -> str:

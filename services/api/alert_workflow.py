@@ -72,7 +72,7 @@ def decide(status: str, action: Action) -> Decision:
     >>> decide("acknowledged", "escalate")
     Decision(outcome='apply', reason='acknowledged -> escalated')
     >>> decide("resolved", "acknowledge").reason
-    "the alert is resolved; a resolved or closed alert takes notes only"
+    'the alert is resolved; a resolved or closed alert takes notes only'
     """
     if action == "note":
         return Decision("apply", "a note never changes the status")

@@ -53,10 +53,9 @@ def plotly_time(moment: datetime | date) -> str:
 
 def patient_charts(record: PatientRecord) -> list[Figure]:
     """The patient page's charts, in order: dicts of ``id``, ``title``, ``data``, ``layout``."""
-    x_range = [
-        plotly_time(record.window_start),
-        plotly_time(record.summary.last_observed_at + timedelta(days=1)),
-    ]
+    # The window, shortened to where this patient has data, so a short record is not squeezed.
+    first = max(record.window_start, record.summary.first_observed_at - timedelta(days=1))
+    x_range = [plotly_time(first), plotly_time(record.summary.last_observed_at + timedelta(days=1))]
     figures = [_risk_chart(record, x_range)]
     figures += _score_charts(record, x_range)
     figures += _lab_charts(record, x_range)

@@ -13,11 +13,12 @@ Researchers see the pages read-only, with notes and actors' names withheld.
 
 from __future__ import annotations
 
+import functools
 import hmac
+import importlib.util
 import re
 import secrets
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -372,9 +373,15 @@ def _problem(
 # --------------------------------------------------------------------------- static
 
 
+@functools.cache
 def plotly_js_path() -> Path:
-    """``plotly.min.js`` inside the installed ``plotly`` package."""
-    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+    """``plotly.min.js`` inside the installed ``plotly`` package (found, not imported)."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the web views need the package plotly for their charts (pip install 'plotly>=6')"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
 
 
 @router.get("/static/plotly.min.js")

@@ -46,6 +46,31 @@ class FileEntry:
         return {"name": self.name, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256}
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """What a replay or an export wrote, as recorded in its ``manifest.json``.
+
+    ``path`` is ``None`` for a replay that wrote no files (outputs to a topic
+    only); ``data`` is the manifest itself; ``sha256`` that of the file.
+    """
+
+    path: Path | None
+    data: dict[str, Any]
+    sha256: str | None
+
+    @property
+    def row_counts(self) -> dict[str, int]:
+        """Rows per output stream or exported relation."""
+        counts: dict[str, int] = self.data.get("row_counts", {})
+        return counts
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        """Every file written beside the manifest: name, rows, bytes, sha256."""
+        files: list[dict[str, Any]] = self.data.get("files", [])
+        return files
+
+
 def file_entry(path: Path, rows: int) -> FileEntry:
     """Describe a finished file (its sha256 is what a study cites).
 
@@ -54,7 +79,7 @@ def file_entry(path: Path, rows: int) -> FileEntry:
     ...     p = Path(d) / "x.csv"
     ...     _ = p.write_text("a\\n1\\n")
     ...     file_entry(p, rows=1).sha256[:12]
-    '0d7c57cd6ac4'
+    '309b0e45a73d'
     """
     digest = hashlib.sha256()
     size = 0
@@ -181,6 +206,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MANIFEST_VERSION",
     "FileEntry",
+    "Manifest",
     "code_version",
     "code_version_text",
     "file_entry",

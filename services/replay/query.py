@@ -32,7 +32,7 @@ How exact is that?
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -175,7 +175,7 @@ def read_input_events(
     query: EventQuery,
     *,
     before: InputEvent | None = None,
-) -> Iterator[InputEvent]:
+) -> Generator[InputEvent, None, None]:
     """The selected input events, grouped by patient, each patient's in arrival order.
 
     Streams through a server-side cursor, so memory stays flat however long
@@ -187,8 +187,7 @@ def read_input_events(
     """
     where, params = query.where(before)
     statement = sql.SQL(
-        "SELECT payload::text FROM v_input_events WHERE {} ORDER BY patient_id, "
-        + ARRIVAL_ORDER
+        "SELECT payload::text FROM v_input_events WHERE {} ORDER BY patient_id, " + ARRIVAL_ORDER
     ).format(where)
     with conn.transaction(), conn.cursor(name="psymon_replay_events") as cursor:
         cursor.itersize = FETCH_ROWS

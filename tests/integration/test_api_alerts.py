@@ -35,7 +35,6 @@ pytest_plugins = ("tests.integration.pg_fixtures",)
 pytestmark = pytest.mark.integration
 
 
-
 @dataclass
 class Api:
     client: TestClient
@@ -64,7 +63,7 @@ class Api:
 def api(store_url: str, tmp_path: Path) -> Iterator[Api]:
     path = tmp_path / "tokens.json"
     store = TokenStore.load(path)
-    tokens = {role: store.issue(f"{role}-one", role) for role in ROLES}
+    tokens: dict[str, str] = {role: store.issue(f"{role}-one", role) for role in ROLES}
     events = cohort_events(patients=2, days=3)
     with psycopg.connect(store_url) as conn:
         StoreWriter(conn).write(events)
@@ -293,7 +292,7 @@ def test_what_each_role_may_do(api: Api) -> None:
     alert_id = api.urgent.alert_id
     act = f"/v1/alerts/{alert_id}/acknowledge"
     note = f"/v1/alerts/{alert_id}/notes"
-    events = {"events": []}
+    events: dict[str, list[object]] = {"events": []}
 
     for role in ("researcher", "ingest"):
         assert api.client.post(act, headers=api.as_(role)).status_code == 403, role
@@ -393,7 +392,7 @@ PUBLIC = {
 }
 
 
-def all_routes(app: Any) -> list[tuple[str, str, Any]]:
+def all_routes(app: Any) -> list[tuple[str, Any, Any]]:
     """(method, path, route) of every route, through included routers."""
     try:
         from fastapi.routing import iter_route_contexts

@@ -39,12 +39,12 @@ from dashboards.thresholds import RISK_BANDS
 from dashboards.vocabulary import OPEN_STATUSES, SEVERITIES
 from schemas.dispatch import dead_letter
 from schemas.envelope import Source
-from schemas.events import Alert, ClinicalScore, RiskAssessment
+from schemas.events import ClinicalScore, RiskAssessment
 from schemas.identity import event_id_for
 from schemas.topics import CLINICAL_SCORES, LAB_RESULTS
 from services.embedded.postgres import EmbeddedPostgres
 from services.simulator import simulate_cohort
-from services.store import StoreWriter, migrate
+from services.store import StoreWriter, migrate, recorded_flavour
 from services.store.tables import Storable
 from streams.config import CoreConfig
 from streams.core import process
@@ -69,7 +69,7 @@ CATEGORIES = {*SEVERITIES, *(label for _, label, _ in RISK_BANDS)}
 #: Panels that must show data for the simulated cohort (title, refId).
 MUST_SHOW = {
     ("psymon-cohort-overview", "Patients monitored", "A"),
-    ("psymon-cohort-overview", "Patients", "A"),
+    ("psymon-cohort-overview", "All patients", "A"),
     ("psymon-cohort-overview", "Open alerts", "A"),
     ("psymon-cohort-overview", "Patients by current relapse risk", "A"),
     ("psymon-cohort-overview", "Patients by course status", "A"),
@@ -125,12 +125,12 @@ def simulated_history(
     patient (no risk model runs in the core yet) and two dead letters.
     """
     cohort = simulate_cohort(patients, days, seed, START, samples_per_hour=samples_per_hour)
-    inputs: list[Storable] = list(cohort.events())
-    config, states = CoreConfig(), {}
+    inputs = list(cohort.events())
+    config, states = CoreConfig(), dict[str, PatientState]()
     derived: list[Storable] = []
     for event in inputs:
         state = states.get(event.patient_id) or PatientState(patient_id=event.patient_id)
-        states[event.patient_id], outputs = process(state, event, config)  # type: ignore[arg-type]
+        states[event.patient_id], outputs = process(state, event, config)
         derived.extend(outputs)
     return [*inputs, *derived, *risk_estimates(inputs, seed), *dead_letters()]
 
@@ -253,20 +253,25 @@ def run(conn: psycopg.Connection[Any], statement: str) -> Result:
     return Result([(d.name, types[d.type_code]) for d in description], rows)
 
 
-def variable_values(conn: psycopg.Connection[Any], doc_queries: list[Query]) -> dict[str, Any]:
-    """Values for every variable, as a user would pick them."""
-    values: dict[str, Any] = {
-        "severity": list(SEVERITIES),
-        "status": list(OPEN_STATUSES),
-    }
-    for query in (q for q in doc_queries if q.kind == "variable"):
-        result = run(conn, expand(query.sql, TIME_FROM, TIME_TO, values))
-        column = result.names.index("__value") if "__value" in result.names else 0
-        options = [str(row[column]) for row in result.rows]
-        assert options, f"variable {query.title} offers no value"
-        is_multi = query.title == "feature"
-        values[query.title] = options if is_multi else options[0]
-    return values
+def choices(conn: psycopg.Connection[Any], query: Query, values: dict[str, Any]) -> list[str]:
+    """The options a query variable offers."""
+    result = run(conn, expand(query.sql, TIME_FROM, TIME_TO, values))
+    column = result.names.index("__value") if "__value" in result.names else 0
+    return [str(row[column]) for row in result.rows]
+
+
+def selections(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Variable values as a user would pick them: every patient in turn, every feature."""
+    variables = {q.title: q for q in ALL_QUERIES if q.kind == "variable"}
+    base: dict[str, Any] = {"severity": list(SEVERITIES), "status": list(OPEN_STATUSES)}
+    patients = choices(conn, variables["patient"], base)
+    assert patients, "the patient variable offers no patient"
+    picked = []
+    for patient in patients:
+        values = {**base, "patient": patient}
+        values["feature"] = choices(conn, variables["feature"], values) or ["none"]
+        picked.append(values)
+    return picked
 
 
 def check_shape(query: Query, result: Result) -> None:
@@ -314,24 +319,34 @@ def override_names(panel: dict[str, Any]) -> set[str]:
 # --------------------------------------------------------------------------- the tests
 
 
+Results = dict[str, tuple[Query, list[Result]]]
+
+
 def run_all(
     conn: psycopg.Connection[Any], time_to: datetime, *, timescaledb: bool = False
-) -> tuple[dict[str, tuple[Query, Result]], list[str]]:
-    """Every query of every dashboard for the cohort's range; the results and the failures."""
-    values = variable_values(conn, ALL_QUERIES)
-    found: dict[str, tuple[Query, Result]] = {}
+) -> tuple[Results, list[str]]:
+    """Every query for the range: once, or once per patient if it reads ``$patient``."""
+    picked = selections(conn)
+    found: Results = {}
     failures = []
     for query in ALL_QUERIES:
-        statement = expand(query.sql, START, time_to, values, timescaledb=timescaledb)
-        try:
-            found[query_id(query)] = (query, run(conn, statement))
-        except psycopg.Error as error:
-            failures.append(f"{query_id(query)}: {error}\n{statement}")
+        runs = picked if "$patient" in query.sql else picked[:1]
+        repeat = query.panel.get("repeat")
+        if repeat:  # Grafana draws one panel per value, each with that value alone
+            runs = [{**v, repeat: [one]} for v in runs for one in v[repeat]]
+        found[query_id(query)] = (query, [])
+        for values in runs:
+            statement = expand(query.sql, START, time_to, values, timescaledb=timescaledb)
+            try:
+                found[query_id(query)][1].append(run(conn, statement))
+            except psycopg.Error as error:
+                failures.append(f"{query_id(query)}: {error}\n{statement}")
+                break
     return found, failures
 
 
 @pytest.fixture(scope="module")
-def results(dashboard_store: tuple[str, str]) -> dict[str, tuple[Query, Result]]:
+def results(dashboard_store: tuple[str, str]) -> Results:
     """Every query of every dashboard, run as the view reader for the cohort's range."""
     url, role = dashboard_store
     with psycopg.connect(url, autocommit=True) as conn:
@@ -342,23 +357,37 @@ def results(dashboard_store: tuple[str, str]) -> dict[str, tuple[Query, Result]]
     return found
 
 
+def test_the_reader_role_may_read_the_views_but_not_the_tables(
+    dashboard_store: tuple[str, str],
+) -> None:
+    url, role = dashboard_store
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        assert conn.execute("SELECT count(*) FROM v_patient_scores").fetchone() != (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM clinical_scores")
+
+
 def test_every_query_runs_as_a_view_reader_with_the_shape_its_panel_needs(
-    results: dict[str, tuple[Query, Result]],
+    results: Results,
 ) -> None:
     assert len(results) == len(ALL_QUERIES)
-    for query, result in results.values():
-        check_shape(query, result)
+    for query, runs in results.values():
+        for result in runs:
+            check_shape(query, result)
 
 
 def test_every_override_names_something_the_panel_shows(
-    results: dict[str, tuple[Query, Result]],
+    results: Results,
 ) -> None:
     by_panel: dict[tuple[str, str], tuple[dict[str, Any], set[str]]] = {}
-    for query, result in results.values():
+    for query, runs in results.values():
         if query.kind != "panel":
             continue
         key = (query.dashboard, query.title)
-        names = by_panel.get(key, (query.panel, set()))[1] | shown_names(query, result)
+        names = by_panel.get(key, (query.panel, set()))[1]
+        for result in runs:
+            names = names | shown_names(query, result)
         by_panel[key] = (query.panel, names)
     for (uid, title), (panel, names) in by_panel.items():
         unknown = override_names(panel) - names - CATEGORIES
@@ -366,23 +395,24 @@ def test_every_override_names_something_the_panel_shows(
 
 
 def test_the_cohort_fills_the_panels_that_matter(
-    results: dict[str, tuple[Query, Result]],
+    results: Results,
 ) -> None:
     empty = sorted(
         f"{uid}/{title}/{ref}"
         for uid, title, ref in MUST_SHOW
         if not any(
             q.dashboard == uid and q.title == title and q.ref_id == ref and r.rows
-            for q, r in results.values()
+            for q, runs in results.values()
+            for r in runs
         )
     )
     assert not empty, f"no rows: {empty}"
 
 
 def test_an_acknowledged_alert_shows_in_the_inbox_with_its_age(
-    results: dict[str, tuple[Query, Result]],
+    results: Results,
 ) -> None:
-    _, inbox = next(r for q, r in results.values() if q.title == "Inbox")
+    inbox = next(runs[0] for q, runs in results.values() if q.title == "Inbox")
     rows = [dict(zip(inbox.names, row, strict=True)) for row in inbox.rows]
     assert {r["status"] for r in rows} >= {"open", "acknowledged"}
     acknowledged = next(r for r in rows if r["status"] == "acknowledged")
@@ -397,7 +427,7 @@ def test_a_patient_panel_shows_only_that_patient(dashboard_store: tuple[str, str
     panel = next(q for q in ALL_QUERIES if q.title == "PHQ-9" and q.ref_id == "A")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-        totals = dict(
+        totals: dict[str, int] = dict(
             conn.execute(
                 "SELECT patient_id, count(*) FROM v_patient_scores WHERE instrument = 'phq9' "
                 "GROUP BY 1"
@@ -419,11 +449,16 @@ def test_the_queries_run_on_timescaledb_with_time_bucket(
     history = simulated_history(patients=2, days=14)
     with psycopg.connect(timescale_url, autocommit=True) as conn:
         migrate(conn)
-        StoreWriter(conn, copy=False).write(history)
+        writer = StoreWriter(conn, copy=False)
+        writer.INSERT_CHUNK = 10  # the socket server drops statements of several MB
+        writer.write(history)
         acknowledge_first_open_alert(conn)
+        assert recorded_flavour(conn) == "timescale"
         found, failures = run_all(conn, START + timedelta(days=14), timescaledb=True)
     assert not failures, "queries failed on TimescaleDB:\n\n" + "\n\n".join(failures)
-    for query, result in found.values():
-        check_shape(query, result)
-    bucketed = [q for q in ALL_QUERIES if "$__timeGroup" in q.sql]
-    assert len(bucketed) >= 4  # these expand to time_bucket(...) on TimescaleDB
+    for query, runs in found.values():
+        for result in runs:
+            check_shape(query, result)
+    bucketed = [(q, runs) for q, runs in found.values() if "$__timeGroup" in q.sql]
+    assert all("time_bucket(" in expand(q.sql, START, START, timescaledb=True) for q, _ in bucketed)
+    assert sum(len(r.rows) for _, runs in bucketed for r in runs) > 0

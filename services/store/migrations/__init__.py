@@ -15,8 +15,18 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.store.migrations import v0001_event_tables, v0002_time_layout, v0003_views
+from services.store.migrations import (
+    v0001_event_tables,
+    v0002_time_layout,
+    v0003_views,
+    v0004_alert_delivery,
+)
 
-MIGRATIONS: tuple[ModuleType, ...] = (v0001_event_tables, v0002_time_layout, v0003_views)
+MIGRATIONS: tuple[ModuleType, ...] = (
+    v0001_event_tables,
+    v0002_time_layout,
+    v0003_views,
+    v0004_alert_delivery,
+)
 
 __all__ = ["MIGRATIONS"]

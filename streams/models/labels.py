@@ -1,0 +1,142 @@
+"""Delayed labels: a day's inputs wait until their label is known, never longer, never less.
+
+A day's inputs are positive when a relapse or hospitalisation begins within
+the horizon (28 days) after the day. Outcomes arrive late: the simulator's
+relapses are recorded about two weeks after onset, admissions after
+discharge (docs/simulator.md), and real registries are slower still. So
+:class:`DelayedLabeller` holds each day's inputs and releases them
+
+* as positive as soon as an outcome is *known* whose onset falls within the
+  horizon after the day;
+* otherwise, once the horizon and a grace period for late outcomes have
+  passed, as positive or negative by the outcomes known then;
+* never, when the day lies within ``refractory`` after a known onset: the
+  patient was ill or recovering then, not at risk of a new onset.
+
+An outcome is known from its ``received_at`` on. One handed over earlier (a
+replay that reads the outcome table ahead of time) waits until the clock
+reaches its arrival: a label never uses an outcome before psymon learnt of it.
+A negative released before a late outcome arrives stays negative: the price
+of learning without look-ahead, kept small by the grace period.
+
+>>> DAY = 86_400_000_000
+>>> labeller = DelayedLabeller(horizon=28 * DAY, grace=14 * DAY, refractory=56 * DAY)
+>>> for d in range(40):
+...     labeller.add_snapshot("p-1", d * DAY, (float(d),))
+>>> labeller.add_outcome("p-1", onset=35 * DAY, received=50 * DAY)  # handed over early
+>>> [(l.x[0], l.label) for l in labeller.release(45 * DAY)]  # the outcome is not known yet
+[(0.0, False), (1.0, False), (2.0, False), (3.0, False)]
+>>> released = labeller.release(50 * DAY)  # known now: days 7-34 positive, 35-39 dropped
+>>> sorted((l.x[0], l.label) for l in released)[:4], len(released)
+([(4.0, False), (5.0, False), (6.0, False), (7.0, True)], 31)
+>>> labeller.pending_count()
+0
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_right, insort
+from dataclasses import dataclass, field
+
+Inputs = tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """A day's inputs with their label, ready to learn from."""
+
+    patient: str
+    at: int
+    x: Inputs
+    label: bool
+
+
+@dataclass(slots=True)
+class DelayedLabeller:
+    """Inputs waiting for their labels, and outcomes waiting for their arrival time.
+
+    Times are epoch microseconds: ``at`` is the end of the day the inputs
+    describe, ``onset`` an outcome's ``observed_at``, ``received`` its
+    ``received_at``, ``now`` the trainer's clock (event time).
+    """
+
+    horizon: int
+    grace: int
+    refractory: int
+    now: int | None = None
+    pending: dict[str, list[tuple[int, Inputs]]] = field(default_factory=dict)
+    onsets: dict[str, list[int]] = field(default_factory=dict)
+    arriving: list[tuple[int, str, int]] = field(default_factory=list)
+    due: list[tuple[int, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "grace", "refractory"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} is {getattr(self, name)!r}; accepted: >= 0 microseconds")
+
+    def add_snapshot(self, patient: str, at: int, x: Inputs) -> None:
+        """Hold the inputs of the day ending at ``at`` until their label is known."""
+        if self._refractory(patient, at):
+            return
+        insort(self.pending.setdefault(patient, []), (at, x))
+        heapq.heappush(self.due, (at + self.horizon + self.grace, patient))
+
+    def add_outcome(self, patient: str, *, onset: int, received: int) -> None:
+        """An onset (relapse, hospitalisation) at ``onset``, known from ``received`` on."""
+        heapq.heappush(self.arriving, (received, patient, onset))
+
+    def release(self, now: int) -> list[Labelled]:
+        """Advance the clock to ``now``; the inputs whose label became known, labelled."""
+        if self.now is not None and now < self.now:
+            raise ValueError(
+                f"the labeller's clock cannot run backwards (at {self.now}, asked for {now}); "
+                "feed events in received_at order"
+            )
+        self.now = now
+        released: list[Labelled] = []
+        while self.arriving and self.arriving[0][0] <= now:
+            _, patient, onset = heapq.heappop(self.arriving)
+            insort(self.onsets.setdefault(patient, []), onset)
+            released += self._on_onset(patient, onset)
+        while self.due and self.due[0][0] <= now:
+            _, patient = heapq.heappop(self.due)
+            queue = self.pending.get(patient, [])
+            while queue and queue[0][0] + self.horizon + self.grace <= now:
+                at, x = queue.pop(0)
+                if not self._refractory(patient, at):
+                    released.append(Labelled(patient, at, x, self._positive(patient, at)))
+            if not queue:
+                self.pending.pop(patient, None)
+        return released
+
+    def pending_count(self) -> int:
+        """Days held, waiting for their label."""
+        return sum(len(queue) for queue in self.pending.values())
+
+    def _on_onset(self, patient: str, onset: int) -> list[Labelled]:
+        queue = self.pending.get(patient, [])
+        released, kept = [], []
+        for at, x in queue:
+            if at < onset <= at + self.horizon:
+                released.append(Labelled(patient, at, x, True))
+            elif not onset <= at < onset + self.refractory:
+                kept.append((at, x))
+        if kept:
+            self.pending[patient] = kept
+        else:
+            self.pending.pop(patient, None)
+        return released
+
+    def _known(self, patient: str) -> list[int]:
+        return self.onsets.get(patient, [])
+
+    def _positive(self, patient: str, at: int) -> bool:
+        onsets = self._known(patient)
+        first_after = bisect_right(onsets, at)
+        return first_after < len(onsets) and onsets[first_after] <= at + self.horizon
+
+    def _refractory(self, patient: str, at: int) -> bool:
+        onsets = self._known(patient)
+        last_before = bisect_right(onsets, at) - 1
+        return last_before >= 0 and at < onsets[last_before] + self.refractory
