@@ -1,0 +1,287 @@
+"""Events per second of an offline replay against the live pipeline, on the same data.
+
+In one run, on one simulated cohort (wearable uploads, scores, labs, re-sent
+duplicates, late uploads):
+
+* **live**: the embedded broker (Tansu), a stream worker subprocess
+  (``python -m services.worker``) and the sink (``run_sink`` in a thread) into
+  the embedded PostgreSQL. The cohort is produced keyed by patient, each
+  patient's history in arrival order; before a patient switches topic the
+  producer waits until the worker has applied what was sent (it writes one
+  changelog record per applied event), as a worker keeping up with real-time
+  traffic would see it. The worker's rate is measured between the broker
+  timestamps of its first and last changelog record of each such wave
+  (startup, group join and the waits between waves are not counted).
+* **replay**: :func:`services.replay.replay_outputs` over the stored history:
+  read from PostgreSQL, decode, run the core, in one process.
+* **core only**: the same events already in memory through the core, for
+  reference.
+
+The replay's outputs are compared with the live outputs the sink stored
+(event ids and content): the ratio is only printed for identical outputs.
+Also printed: the time to rebuild one patient's state from the store
+(:class:`services.rebuild.StateRebuilder`).
+
+Run: ``python bench/replay_throughput.py [--patients 12] [--days 30] [--samples-per-hour 4]``
+(about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pydantic import TypeAdapter
+
+from schemas.events import AnyEvent
+from services.embedded import EmbeddedBroker, spawn_child, stop_child
+from services.embedded.postgres import EmbeddedPostgres
+from services.producer import key_of, topic_of
+from services.rebuild import StateRebuilder
+from services.replay import replay_outputs
+from services.replay.engine import run_core
+from services.simulator import simulate_cohort
+from services.sink import run_sink
+from services.store.migrate import migrate
+from services.store.migrations import MIGRATIONS, v0005_audit
+from streams.app import changelog_topics
+
+_ANY: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+WAIT = 60.0
+READY = "[^Worker]: Ready"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_worker(bootstrap: str, partitions: int, workdir: Path) -> tuple[Any, Path, str]:
+    """A worker subprocess with its own consumer group, once faust says it is ready."""
+    app_id = f"bench-replay-{uuid.uuid4().hex[:6]}"
+    log = workdir / "worker.log"
+    with log.open("ab") as out:
+        child = spawn_child(
+            [sys.executable, "-m", "services.worker", "--bootstrap", bootstrap,
+             "--partitions", str(partitions), "--app-id", app_id,
+             "--data-dir", str(workdir / "worker"), "--loglevel", "info"],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + WAIT
+    while READY not in log.read_text(errors="replace"):
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return child, log, app_id
+
+
+def produce_in_waves(
+    bootstrap: str, changelog: str, events: list[Any], worker_pid: int
+) -> tuple[int, float, float]:
+    """Produce each patient's history in arrival order (see the module docstring).
+
+    Returns the events applied, the worker's busy seconds and its CPU seconds.
+    """
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    runs: dict[str, list[list[Any]]] = {}
+    for event in events:
+        mine = runs.setdefault(event.patient_id, [])
+        if mine and topic_of(mine[-1][-1]) == topic_of(event):
+            mine[-1].append(event)
+        else:
+            mine.append([event])
+    keys = {p.encode() for p in runs}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    partitions = [TopicPartition(changelog, p) for p in consumer.partitions_for_topic(changelog)]
+    consumer.assign(partitions)
+    consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        consumer.position(tp)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    sent = applied = 0
+    busy = cpu = 0.0
+    try:
+        while any(runs.values()):
+            wave = [mine.pop(0) for mine in runs.values() if mine]
+            cpu_before = cpu_seconds(worker_pid)
+            for run in wave:
+                for e in run:
+                    producer.send(topic_of(e), key=key_of(e), value=e.model_dump_json().encode())
+            producer.flush()
+            sent += sum(len(run) for run in wave)
+            first = last = None
+            deadline = time.monotonic() + WAIT
+            while applied < sent:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the worker applied {applied} of {sent} events")
+                for batch in consumer.poll(timeout_ms=50).values():
+                    for message in batch:
+                        if message.key in keys:
+                            applied += 1
+                            stamp = message.timestamp / 1000
+                            first = stamp if first is None else min(first, stamp)
+                            last = stamp if last is None else max(last, stamp)
+            busy += (last or 0.0) - (first or 0.0)
+            cpu += cpu_seconds(worker_pid) - cpu_before
+    finally:
+        producer.close()
+        consumer.close()
+    return applied, busy, cpu
+
+
+def stored(url: str, patients: list[str]) -> tuple[int, dict[str, dict[str, Any]]]:
+    with psycopg.connect(url) as conn:
+        inputs = conn.execute(
+            "SELECT count(*) FROM v_input_events WHERE patient_id = ANY(%s)", (patients,)
+        ).fetchone()
+        outputs: dict[str, dict[str, Any]] = {}
+        for table in ("course_updates", "alerts", "risk_assessments"):
+            rows = conn.execute(
+                f"SELECT payload::text FROM {table} WHERE patient_id = ANY(%s)", (patients,)
+            )
+            for (payload,) in rows:
+                event = _ANY.validate_json(payload)
+                outputs[str(event.event_id)] = event.model_dump(mode="json")
+    return (int(inputs[0]) if inputs else 0), outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=12)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--samples-per-hour", type=int, default=4)
+    parser.add_argument("--partitions", type=int, default=2)
+    options = parser.parse_args()
+    began = time.monotonic()
+    cohort = simulate_cohort(
+        options.patients, options.days, seed=3, start=datetime(2026, 1, 5, tzinfo=UTC),
+        samples_per_hour=options.samples_per_hour,
+    )  # fmt: skip
+    events = list(cohort.events())
+    patients = sorted({e.patient_id for e in events})
+    unique = len({e.event_id for e in events})
+
+    with tempfile.TemporaryDirectory(prefix="psymon-bench-") as tmp:
+        workdir = Path(tmp)
+        pg_dir = Path(tempfile.mkdtemp(prefix="psymon-pg-bench-"))
+        pg_dir.chmod(0o711)  # the embedded server runs as another user when we are root
+        with (
+            EmbeddedPostgres(pg_dir / "data", server_settings={"fsync": "off"}) as pg,
+            EmbeddedBroker(partitions=options.partitions) as broker,
+        ):
+            url = pg.url
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrate(conn)
+                if v0005_audit not in MIGRATIONS:
+                    for statement in v0005_audit.statements("postgres"):
+                        conn.execute(statement)
+            stop = threading.Event()
+            sink = threading.Thread(
+                target=run_sink, args=(broker.bootstrap, url), kwargs={"stop_event": stop}
+            )
+            sink.start()
+            worker, log, app_id = start_worker(broker.bootstrap, options.partitions, workdir)
+            try:
+                applied, busy, worker_cpu = produce_in_waves(
+                    broker.bootstrap, changelog_topics(app_id)[0], events, worker.pid
+                )
+            finally:
+                code = stop_child(worker, timeout=20)
+                worker_log = log.read_text(errors="replace")[-2000:]
+            deadline = time.monotonic() + WAIT
+            while stored(url, patients)[0] < unique and time.monotonic() < deadline:
+                time.sleep(0.25)
+
+            cpu_before, started = time.process_time(), time.perf_counter()
+            replayed = {
+                str(o.event_id): o.model_dump(mode="json")
+                for o in replay_outputs(url, who="bench")
+            }
+            replay_seconds = time.perf_counter() - started
+            replay_cpu = time.process_time() - cpu_before
+            deadline = time.monotonic() + WAIT
+            while not replayed.keys() <= stored(url, patients)[1].keys():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
+            time.sleep(1.0)
+            stop.set()
+            sink.join(timeout=30)
+            live = stored(url, patients)[1]
+
+            first: dict[Any, Any] = {}
+            for event in events:
+                first.setdefault(event.event_id, event)
+            in_memory = sorted(
+                first.values(),
+                key=lambda e: (e.patient_id, e.received_at, e.observed_at, e.event_id),
+            )
+            started = time.perf_counter()
+            core_outputs = sum(len(outputs) for _, outputs in run_core(in_memory))
+            core_seconds = time.perf_counter() - started
+
+            with StateRebuilder(url) as rebuilder:
+                started = time.perf_counter()
+                for patient in patients:
+                    rebuilder.rebuild(patient)
+                rebuild_each = (time.perf_counter() - started) / len(patients)
+        pg_dir_cleanup(pg_dir)
+
+    same = live == replayed
+    live_rate = (applied - 1) / busy if busy > 0 else float("nan")
+    replay_rate = unique / replay_seconds
+    print(
+        f"replay throughput, {options.patients} patients x {options.days} days, "
+        f"{options.samples_per_hour} wearable samples/h: {len(events)} input records "
+        f"({unique} unique events), {len(live)} outputs; {options.partitions} partitions, "
+        f"embedded Tansu + PostgreSQL 18, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"  live worker (decode, state table, core, produce): {live_rate:7.0f} events/s, "
+        f"{1000 * worker_cpu / applied:.2f} ms CPU/event (exit {code})"
+    )
+    print(
+        f"  replay from the store (read, decode, core):       {replay_rate:7.0f} events/s, "
+        f"{1000 * replay_cpu / unique:.2f} ms CPU/event"
+    )
+    print(
+        f"  core only, events in memory:                      {unique / core_seconds:7.0f} "
+        f"events/s ({core_outputs} outputs)"
+    )
+    print(f"  rebuild one patient's state from the store: {1000 * rebuild_each:.0f} ms")
+    if same:
+        print(f"  same outputs: yes ({len(live)} outputs, ids and content)")
+        print(f"  ratio replay / live: {replay_rate / live_rate:.1f} (events/s)")
+    else:
+        only_live, only_replay = live.keys() - replayed.keys(), replayed.keys() - live.keys()
+        differ = sum(live[i] != replayed[i] for i in live.keys() & replayed.keys())
+        print(
+            f"  same outputs: NO ({len(only_live)} only live, {len(only_replay)} only replayed, "
+            f"{differ} differ); the ratio is not comparable\n{worker_log}"
+        )
+    print(f"  (benchmark took {time.monotonic() - began:.0f} s)")
+    if not same:
+        sys.exit(1)
+
+
+def pg_dir_cleanup(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
