@@ -1,188 +1,78 @@
-"""Events per second through psymon's live pipeline, against a bare faust agent.
+"""Messages and samples per second through psymon's live pipeline, against its peers and limits.
 
-Both run in the same run, on the same embedded broker (Tansu), on the same
-payloads, each as a worker subprocess:
+Two workloads, each on its own embedded broker (Tansu), in one run:
 
-* **psymon**: ``python -m services.worker``: decode and validate each record,
-  read the patient's state from the changelog-backed table, run the core,
-  write the state back, produce the outputs;
-* **bare**: a faust agent with faust's default settings (raw values, and the
-  same short session timeout so that joining the group on Tansu takes 3 s,
-  not 30 s) that forwards each record to an output topic untouched: the cost
-  of faust and the broker alone.
+* **single events**: PHQ-9 scores and lithium/CRP results of many patients
+  (one event per message);
+* **wearable uploads**: the simulator's uploads, an hour of one-minute
+  samples per message (heart rate and sleep, ~120 readings, ~19 KB).
 
-The input is produced before each worker starts; throughput is measured
-between the broker timestamps of the first and the last output, so startup
-and group join are not counted. Printed as events/s and the ratio psymon/bare.
+For each, the same records are consumed by:
 
-Run: ``python bench/pipeline_throughput.py [--events 5000] [--patients 100]``
+* **raw aiokafka**: an ``AIOKafkaConsumer`` (default settings) reading the
+  topics from the start and touching every value: the transport limit;
+* **bare faust**: a faust agent with faust's default settings (raw codecs, and
+  the short session timeout so that joining the group on Tansu takes 3 s,
+  not 30 s) forwarding each record untouched to an output topic: the cost of
+  faust and the broker alone;
+* **psymon**: ``python -m services.worker``: decode and validate, dedup, course,
+  features, models, rules, state table (changelog) and outputs;
+* **handle() in-process**: :func:`streams.app.handle` in a plain loop on the
+  same records, no broker: psymon's own share of the per-message CPU.
+
+A worker's rate is taken between the broker timestamps of the first and the
+last record it wrote (the bare agent's forwards, psymon's changelog records:
+one per applied event), so start-up and group join are not counted. CPU per
+message of the worker (and of the broker) over the same span is printed too:
+it is steadier than the rate on a shared machine.
+
+Run: ``python bench/pipeline_throughput.py [--events 20000] [--patients 2000]
+[--upload-patients 16] [--upload-days 8]`` (about two minutes).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import random
-import subprocess
+import asyncio
 import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from schemas.events import ClinicalScore
-from schemas.examples import EXAMPLE_KEY
-from schemas.identity import pseudonymise
-from schemas.topics import CLINICAL_SCORES, COURSE
-from services.embedded import EmbeddedBroker, ensure_topics, spawn_child, stop_child
+import _harness as h
+
+from schemas.topics import WEARABLE_SAMPLES
+from services.embedded import EmbeddedBroker, ensure_topics
+from streams import CoreConfig
+from streams.app import Record, changelog_topics, handle
 
 BARE_IN = "bench.bare-in.v1"
 BARE_OUT = "bench.bare-out.v1"
-SESSION_TIMEOUT = 6.0
-#: Give up on a worker after this long (the whole benchmark stays under ~2 minutes).
-WAIT_LIMIT = 50.0
+WAIT = 90.0
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """What one worker did: ``events`` records in ``seconds``, using ``cpu_seconds`` of CPU."""
+@dataclass
+class Row:
+    """One line of the table: a consumer of the workload."""
 
     name: str
-    events: int
+    messages: int
     seconds: float
-    cpu_seconds: float
+    cpu_ms: float
+    broker_cpu_ms: float | None = None
 
     @property
     def rate(self) -> float:
-        """Events per wall-clock second."""
-        return self.events / self.seconds if self.seconds > 0 else float("inf")
-
-    @property
-    def cpu_ms_per_event(self) -> float:
-        """Worker CPU per event: steadier than the rate on a busy machine."""
-        return 1000 * self.cpu_seconds / self.events if self.events else float("nan")
+        return self.messages / self.seconds if self.seconds > 0 else float("inf")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def scores(events: int, patients: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
-    """``events`` PHQ-9 scores spread over ``patients``, a week apart per patient, as records."""
-    rng = random.Random(seed)
-    ids = [pseudonymise(f"bench-{n}", EXAMPLE_KEY, system="bench") for n in range(patients)]
-    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-    records = []
-    for n in range(events):
-        patient = ids[n % patients]
-        when = start + timedelta(days=7 * (n // patients))
-        score = ClinicalScore(
-            event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-            patient_id=patient,
-            observed_at=when,
-            received_at=when + timedelta(minutes=5),
-            source={"system": "bench"},
-            instrument="phq9",
-            rater="self",
-            items={str(i): rng.randint(0, 3) if i < 9 else 0 for i in range(1, 10)},
-        )
-        records.append((patient.encode(), score.model_dump_json().encode()))
-    return records
-
-
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
-    for key, value in records:
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
-
-
-def output_span(bootstrap: str, topic: str, expected: int, worker: int) -> Measurement:
-    """Wait for outputs of ``expected`` events on ``topic``; time from the first to the last.
-
-    An output names its input in ``caused_by`` (psymon) or is the input itself
-    (the bare agent). The worker's CPU is sampled when the first outputs are
-    seen and when the last one is.
-    """
-    import json
-
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    seen: set[object] = set()
-    first = last = None
-    cpu_start = cpu_end = 0.0
-    seen_at_start = 0
-    deadline = time.monotonic() + WAIT_LIMIT
-    try:
-        while len(seen) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=100).values():
-                for message in batch:
-                    document = json.loads(message.value)
-                    seen.add(document.get("caused_by", document["event_id"]))
-                    stamp = message.timestamp / 1000
-                    first = stamp if first is None else min(first, stamp)
-                    last = stamp if last is None else max(last, stamp)
-            if seen and not seen_at_start:
-                cpu_start, seen_at_start = cpu_seconds(worker), len(seen)
-        cpu_end = cpu_seconds(worker)
-    finally:
-        consumer.close()
-    if len(seen) < expected or first is None or last is None:
-        raise SystemExit(
-            f"only {len(seen)} of {expected} events came out on {topic} in {WAIT_LIMIT:.0f} s"
-        )
-    # n outputs span n-1 gaps; the first event's own processing time is not seen.
-    return Measurement(
-        topic,
-        expected - 1,
-        last - first,
-        (cpu_end - cpu_start) * expected / (expected - seen_at_start),
-    )
-
-
-def run_worker(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return spawn_child(
-            [sys.executable, *args],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def measure(
-    name: str, args: list[str], bootstrap: str, topic: str, events: int, workdir: Path
-) -> Measurement:
-    log = workdir / f"{name}.log"
-    worker = run_worker(args, log)
-    try:
-        result = output_span(bootstrap, topic, events, worker.pid)
-    except SystemExit:
-        print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
-        raise
-    finally:
-        code = stop_child(worker, timeout=20)
-    if code != 0:
-        print(f"note: the {name} worker exited with {code}", file=sys.stderr)
-    return Measurement(name, result.events, result.seconds, result.cpu_seconds)
-
-
-# --------------------------------------------------------------------------- the bare agent
+# --------------------------------------------------------------------------- children
 
 
 def bare_worker(bootstrap: str, partitions: int, data_dir: str) -> None:
-    """A faust agent that forwards raw records: faust and the broker, nothing else."""
+    """A faust agent with default settings that forwards raw records."""
     import faust
 
     app = faust.App(
@@ -192,7 +82,7 @@ def bare_worker(bootstrap: str, partitions: int, data_dir: str) -> None:
         key_serializer="raw",
         topic_partitions=partitions,
         web_enabled=False,
-        broker_session_timeout=SESSION_TIMEOUT,
+        broker_session_timeout=h.SESSION_TIMEOUT,
         datadir=data_dir,
     )
     source = app.topic(BARE_IN)
@@ -203,87 +93,251 @@ def bare_worker(bootstrap: str, partitions: int, data_dir: str) -> None:
             await sink.send(key=key, value=value)
 
     app.agent(source, name="bench.forward")(forward)
-    worker = faust.Worker(app, loglevel="warning", quiet=True)
+    worker = faust.Worker(app, loglevel="info", quiet=True)
     worker.spinner = None  # as services.worker does: the spinner turns on debug logging
     worker.execute_from_commandline()
 
 
-# --------------------------------------------------------------------------- main
+async def raw_consume(bootstrap: str, topics: list[str], partitions: int, count: int) -> None:
+    """Read ``count`` records of ``topics`` from the start with a default AIOKafkaConsumer."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(t, p) for t in topics for p in range(partitions)])
+        await consumer.seek_to_beginning()
+        seen = size = 0
+        first = cpu_first = 0.0
+        seen_first = 0
+        deadline = time.monotonic() + WAIT
+        while seen < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for message in messages:
+                    seen += 1
+                    size += len(message.value or b"")
+            if seen and not seen_first:
+                first, cpu_first, seen_first = time.perf_counter(), time.process_time(), seen
+        last, cpu_last = time.perf_counter(), time.process_time()
+    finally:
+        await consumer.stop()
+    h.report_child_result(
+        {
+            "messages": seen - seen_first,
+            "seconds": last - first,
+            "cpu": cpu_last - cpu_first,
+            "complete": seen >= count,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure_raw(bootstrap: str, topics: list[str], partitions: int, count: int, workdir: Path) -> Row:
+    log = workdir / f"raw-{uuid.uuid4().hex[:6]}.log"
+    child = h.spawn(
+        [
+            str(Path(__file__).resolve()),
+            "--raw-consumer",
+            bootstrap,
+            "--topics",
+            ",".join(topics),
+            "--partitions",
+            str(partitions),
+            "--count",
+            str(count),
+        ],
+        log,
+    )
+    child.process.wait(timeout=WAIT + 30)
+    result = h.read_child_result(child.log_text())
+    if not result["complete"]:
+        raise SystemExit(f"the raw consumer read fewer than {count} records:\n{child.log_text()}")
+    return Row(
+        "raw aiokafka consumer",
+        result["messages"],
+        result["seconds"],
+        1000 * result["cpu"] / max(1, result["messages"]),
+    )
+
+
+def measure_worker(
+    name: str, child: h.Child, bootstrap: str, topic: str, count: int, broker_pid: int
+) -> Row:
+    broker_cpu = h.cpu_seconds(broker_pid)
+    started = time.monotonic()
+    try:
+        span = h.timed_span(name, bootstrap, topic, count, child.pid, wait=WAIT)
+    except SystemExit:
+        print(child.log_text()[-3000:], file=sys.stderr)
+        raise
+    # The broker's CPU over the whole wait (start-up of the worker included):
+    # scaled to the span, it is an upper bound of the broker's share per message.
+    broker_seconds = (h.cpu_seconds(broker_pid) - broker_cpu) * min(
+        1.0, span.seconds / max(1e-9, time.monotonic() - started)
+    )
+    return Row(name, span.records, span.seconds, span.cpu_ms, 1000 * broker_seconds / span.records)
+
+
+def measure_in_process(records: list[h.Produced], partitions: int) -> Row:
+    """:func:`streams.app.handle` over the records in a plain loop (no broker, no faust)."""
+    states: dict[bytes, bytes] = {}
+    config = CoreConfig()
+    stamp = time.time()
+    wrapped = [
+        Record(topic, hash(key) % partitions, n, key, value, stamp)
+        for n, (topic, key, value) in enumerate(records)
+    ]
+    started, cpu = time.perf_counter(), time.process_time()
+    for record in wrapped:
+        handle(record, states, config)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Row("handle() in-process, no broker", len(records), seconds, 1000 * cpu / len(records))
+
+
+def run_workload(
+    label: str,
+    records: list[h.Produced],
+    samples: int,
+    partitions: int,
+    workdir: Path,
+    worker_command: str | None,
+) -> list[Row]:
+    """Every consumer of ``records`` on a fresh broker; the rows of the table."""
+    count = len(records)
+    topics = h.topics_of(records)
+    rows: list[Row] = []
+    with EmbeddedBroker(partitions=partitions) as broker:
+        bootstrap = broker.bootstrap
+        assert broker.pid is not None
+        ensure_topics(bootstrap, partitions, [BARE_IN, BARE_OUT])
+        h.produce(bootstrap, records)
+        h.produce(bootstrap, h.retopic(records, BARE_IN))
+        rows.append(measure_raw(bootstrap, topics, partitions, count, workdir))
+
+        bare = h.spawn(
+            [
+                str(Path(__file__).resolve()),
+                "--bare-worker",
+                bootstrap,
+                "--partitions",
+                str(partitions),
+                "--data-dir",
+                str(workdir / f"bare-{label}"),
+            ],
+            workdir / f"bare-{label}.log",
+        )
+        try:
+            rows.append(measure_worker("bare faust agent, defaults", bare, bootstrap, BARE_OUT, count, broker.pid))
+        finally:
+            bare.stop()
+
+        app_id = f"bench-psymon-{label}"
+        ensure_topics(bootstrap, partitions, changelog_topics(app_id), compacted=changelog_topics(app_id))
+        psymon = h.psymon_worker(bootstrap, partitions, app_id, workdir, worker_command)
+        try:
+            rows.append(
+                measure_worker(
+                    "psymon worker, full", psymon, bootstrap, changelog_topics(app_id)[0], count, broker.pid
+                )
+            )
+        finally:
+            code = psymon.stop()
+        if code != 0:
+            print(f"note: the psymon worker exited with {code}", file=sys.stderr)
+    rows.append(measure_in_process(records, partitions))
+    return rows
+
+
+def print_table(title: str, rows: list[Row], samples: int, count: int) -> None:
+    print(title)
+    per_message = samples / count if samples else 0
+    unit = "samples/s" if samples else ""
+    for row in rows:
+        broker = f"  broker {row.broker_cpu_ms:5.2f} ms CPU/msg" if row.broker_cpu_ms is not None else ""
+        extra = f"  {row.rate * per_message:>9,.0f} {unit}" if samples else ""
+        print(
+            f"  {row.name:<32} {row.rate:>8,.0f} msg/s{extra}  "
+            f"{row.cpu_ms:6.3f} ms CPU/msg{broker}"
+        )
+    by_name = {row.name: row for row in rows}
+    psymon = by_name["psymon worker, full"]
+    bare = by_name["bare faust agent, defaults"]
+    raw = by_name["raw aiokafka consumer"]
+    alone = by_name["handle() in-process, no broker"]
+    print(
+        f"  ratio psymon / bare faust:   {psymon.rate / bare.rate:5.2f} (msg/s)   "
+        f"{bare.cpu_ms / psymon.cpu_ms:5.2f} (inverse CPU per msg)"
+    )
+    print(
+        f"  ratio psymon / raw aiokafka: {psymon.rate / raw.rate:5.2f} (msg/s)   "
+        f"{raw.cpu_ms / psymon.cpu_ms:5.2f} (inverse CPU per msg)"
+    )
+    print(
+        f"  psymon's own work (handle() alone) is {alone.cpu_ms / psymon.cpu_ms:.0%} "
+        f"of the worker's CPU per message"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--patients", type=int, default=100)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000, help="single events")
+    parser.add_argument("--patients", type=int, default=2_000, help="patients of the single events")
+    parser.add_argument("--upload-patients", type=int, default=16)
+    parser.add_argument("--upload-days", type=int, default=8)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--only", choices=["single", "wearable"], default=None, help="run one workload only"
+    )
+    parser.add_argument(
+        "--worker-command",
+        default=None,
+        help="python arguments that start a variant worker instead of `-m services.worker`",
+    )
     parser.add_argument("--bare-worker", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-consumer", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
+    parser.add_argument("--topics", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.bare_worker:
         bare_worker(options.bare_worker, options.partitions, options.data_dir)
         return
+    if options.raw_consumer:
+        asyncio.run(
+            raw_consume(
+                options.raw_consumer, options.topics.split(","), options.partitions, options.count
+            )
+        )
+        return
 
     started = time.monotonic()
-    records = scores(options.events, options.patients)
-    with (
-        tempfile.TemporaryDirectory(prefix="psymon-bench-") as tmp,
-        EmbeddedBroker(partitions=options.partitions) as broker,
-    ):
+    print(f"pipeline throughput, embedded Tansu broker, {options.partitions} partitions, {h.machine()}")
+    with tempfile.TemporaryDirectory(prefix="psymon-bench-") as tmp:
         workdir = Path(tmp)
-        ensure_topics(broker.bootstrap, options.partitions, [BARE_IN, BARE_OUT])
-        produce(broker.bootstrap, CLINICAL_SCORES, records)
-        produce(broker.bootstrap, BARE_IN, records)
-        psymon = measure(
-            "psymon",
-            [
-                "-m",
-                "services.worker",
-                "--bootstrap",
-                broker.bootstrap,
-                "--partitions",
-                str(options.partitions),
-                "--app-id",
-                "bench-psymon",
-                "--data-dir",
-                str(workdir / "psymon"),
-            ],
-            broker.bootstrap,
-            COURSE,
-            options.events,
-            workdir,
-        )
-        bare = measure(
-            "bare",
-            [
-                str(Path(__file__).resolve()),
-                "--bare-worker",
-                broker.bootstrap,
-                "--partitions",
-                str(options.partitions),
-                "--data-dir",
-                str(workdir / "bare"),
-            ],
-            broker.bootstrap,
-            BARE_OUT,
-            options.events,
-            workdir,
-        )
-    print(
-        f"pipeline throughput, {options.events} PHQ-9 scores of {options.patients} patients, "
-        f"{options.partitions} partitions, embedded Tansu broker, {os.cpu_count()} CPUs"
-    )
-    print(
-        f"  psymon worker (decode, state, core, outputs): {psymon.rate:7.0f} events/s, "
-        f"{psymon.cpu_ms_per_event:.2f} ms CPU/event"
-    )
-    print(
-        f"  bare faust agent (forward raw bytes):         {bare.rate:7.0f} events/s, "
-        f"{bare.cpu_ms_per_event:.2f} ms CPU/event"
-    )
-    print(
-        f"  ratio psymon / bare: {psymon.rate / bare.rate:.2f} (events/s), "
-        f"{psymon.cpu_ms_per_event / bare.cpu_ms_per_event:.1f}x CPU per event"
-    )
+        if options.only in (None, "single"):
+            records = h.single_events(options.events, options.patients)
+            rows = run_workload("single", records, 0, options.partitions, workdir, options.worker_command)
+            print_table(
+                f"single events: {len(records):,} PHQ-9 scores and lab results of "
+                f"{options.patients:,} patients",
+                rows,
+                0,
+                len(records),
+            )
+        if options.only in (None, "wearable"):
+            uploads, samples = h.wearable_uploads(options.upload_patients, options.upload_days)
+            assert all(topic == WEARABLE_SAMPLES for topic, _, _ in uploads)
+            rows = run_workload("wearable", uploads, samples, options.partitions, workdir, options.worker_command)
+            print_table(
+                f"wearable uploads: {len(uploads):,} uploads, {samples:,} one-minute samples "
+                f"({samples / len(uploads):.0f} per upload) of {options.upload_patients} patients",
+                rows,
+                samples,
+                len(uploads),
+            )
     print(f"  (benchmark took {time.monotonic() - started:.0f} s)")
 
 

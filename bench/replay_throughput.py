@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,13 +74,25 @@ def start_worker(bootstrap: str, partitions: int, workdir: Path) -> tuple[Any, P
     log = workdir / "worker.log"
     with log.open("ab") as out:
         child = spawn_child(
-            [sys.executable, "-m", "services.worker", "--bootstrap", bootstrap,
-             "--partitions", str(partitions), "--app-id", app_id,
-             "--data-dir", str(workdir / "worker"), "--loglevel", "info"],
+            [
+                sys.executable,
+                "-m",
+                "services.worker",
+                "--bootstrap",
+                bootstrap,
+                "--partitions",
+                str(partitions),
+                "--app-id",
+                app_id,
+                "--data-dir",
+                str(workdir / "worker"),
+                "--loglevel",
+                "info",
+            ],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=out,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
     deadline = time.monotonic() + WAIT
     while READY not in log.read_text(errors="replace"):
         if child.poll() is not None or time.monotonic() > deadline:
@@ -167,17 +181,23 @@ def main() -> None:
     options = parser.parse_args()
     began = time.monotonic()
     cohort = simulate_cohort(
-        options.patients, options.days, seed=3, start=datetime(2026, 1, 5, tzinfo=UTC),
+        options.patients,
+        options.days,
+        seed=3,
+        start=datetime(2026, 1, 5, tzinfo=UTC),
         samples_per_hour=options.samples_per_hour,
-    )  # fmt: skip
+    )
     events = list(cohort.events())
     patients = sorted({e.patient_id for e in events})
     unique = len({e.event_id for e in events})
 
-    with tempfile.TemporaryDirectory(prefix="psymon-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="psymon-bench-") as tmp, ExitStack() as cleanup:
         workdir = Path(tmp)
+        # Not under tmp: run as root, the server runs as another user, which needs
+        # search permission on every directory above its data (docs/store.md).
         pg_dir = Path(tempfile.mkdtemp(prefix="psymon-pg-bench-"))
-        pg_dir.chmod(0o711)  # the embedded server runs as another user when we are root
+        pg_dir.chmod(0o711)
+        cleanup.callback(shutil.rmtree, pg_dir, True)
         with (
             EmbeddedPostgres(pg_dir / "data", server_settings={"fsync": "off"}) as pg,
             EmbeddedBroker(partitions=options.partitions) as broker,
@@ -207,8 +227,7 @@ def main() -> None:
 
             cpu_before, started = time.process_time(), time.perf_counter()
             replayed = {
-                str(o.event_id): o.model_dump(mode="json")
-                for o in replay_outputs(url, who="bench")
+                str(o.event_id): o.model_dump(mode="json") for o in replay_outputs(url, who="bench")
             }
             replay_seconds = time.perf_counter() - started
             replay_cpu = time.process_time() - cpu_before
@@ -238,7 +257,6 @@ def main() -> None:
                 for patient in patients:
                     rebuilder.rebuild(patient)
                 rebuild_each = (time.perf_counter() - started) / len(patients)
-        pg_dir_cleanup(pg_dir)
 
     same = live == replayed
     live_rate = (applied - 1) / busy if busy > 0 else float("nan")
@@ -275,12 +293,6 @@ def main() -> None:
     print(f"  (benchmark took {time.monotonic() - began:.0f} s)")
     if not same:
         sys.exit(1)
-
-
-def pg_dir_cleanup(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -292,9 +292,18 @@ class ClinicalOutcome(Envelope):
 
 
 class Derived(Envelope):
-    """Fields of every event the core derives: which input caused it."""
+    """Fields of every event the core derives: which input caused it.
+
+    A derived event's ``observed_at`` is the time it speaks of (a day's end for
+    daily features), which may lie after the ``received_at`` of the input that
+    closed that day: the future-observation check of raw events does not apply.
+    """
 
     caused_by: UUID
+
+    @model_validator(mode="after")
+    def _observed_not_in_future(self) -> Derived:
+        return self
 
 
 class CourseUpdate(Derived):

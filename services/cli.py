@@ -245,12 +245,15 @@ def worker(app_id: str, loglevel: str) -> None:
 
     Reads PSYMON_KAFKA_BOOTSTRAP (required), PSYMON_PARTITIONS, PSYMON_DATA_DIR and
     PSYMON_CORE_CONFIG_FILE. Writes course updates, risk, alerts and dead letters to their
-    topics. Start more workers with the same --app-id to share the partitions.
+    topics. With PSYMON_DATABASE_URL set, a patient the worker's state does not know is
+    rebuilt from the stored history first (a new machine, a restarted memory broker).
+    Start more workers with the same --app-id to share the partitions.
     """
     from services.embedded import BrokerError
     from services.worker import run_worker
 
     settings = _settings()
+    database = settings.database_url.get_secret_value() if settings.database_url else None
     if settings.kafka_bootstrap is None:
         raise click.ClickException(
             "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
@@ -264,6 +267,7 @@ def worker(app_id: str, loglevel: str) -> None:
             data_dir=settings.data_dir,
             config=_core_config(settings),
             loglevel=loglevel,
+            database_url=database,
         )
     except BrokerError as error:
         raise click.ClickException(str(error)) from None
@@ -273,14 +277,12 @@ def worker(app_id: str, loglevel: str) -> None:
 def _core_config(settings: Settings) -> CoreConfig | None:
     if settings.core_config_file is None:
         return None
-    from streams import CoreConfig
+    from services.replay import load_core_config
 
     try:
-        return CoreConfig.model_validate_json(settings.core_config_file.read_bytes())
-    except (OSError, ValueError) as error:
-        raise click.ClickException(
-            f"PSYMON_CORE_CONFIG_FILE {settings.core_config_file}: {error}"
-        ) from None
+        return load_core_config(settings.core_config_file)
+    except ValueError as error:
+        raise click.ClickException(f"PSYMON_CORE_CONFIG_FILE: {error}") from None
 
 
 @cli.command()
@@ -519,6 +521,216 @@ def _stream_cohort(bootstrap: str, cohort: tuple[int, int, int, int], stop: Any)
             if sent % 5000 == 0:
                 producer.flush()
     click.echo(f"psymon  simulator: all {sent:,} events sent")
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from services.replay import parse_when
+
+    try:
+        return parse_when(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _patients(given: tuple[str, ...], patients_file: Path | None) -> list[str] | None:
+    chosen = list(given)
+    if patients_file is not None:
+        chosen += [
+            line.strip()
+            for line in patients_file.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    return chosen or None
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+_selection_options = [
+    click.option("--patient", "patient", multiple=True, help="A patient pseudonym (repeatable)."),
+    click.option(
+        "--patients-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A file of patient pseudonyms, one per line.",
+    ),
+    click.option("--since", callback=_when, help="From this time (a date means UTC midnight)."),
+    click.option("--until", callback=_when, help="Until this time (exclusive)."),
+]
+
+
+def _with_selection(command: Any) -> Any:
+    for option in reversed(_selection_options):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@_with_selection
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(
+        ["clinical_score", "wearable_upload", "wearable_sample", "lab_result", "clinical_outcome"]
+    ),
+    help="Event kinds to replay (repeatable; default: all).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Core configuration (JSON or TOML); default PSYMON_CORE_CONFIG_FILE, else built-in.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write Parquet files and manifest.json here.",
+)
+@click.option(
+    "--to-topic", help="Also send the outputs to this topic (needs PSYMON_KAFKA_BOOTSTRAP)."
+)
+def replay(
+    patient: tuple[str, ...],
+    patients_file: Path | None,
+    since: datetime | None,
+    until: datetime | None,
+    kinds: tuple[str, ...],
+    config_file: Path | None,
+    out_dir: Path | None,
+    to_topic: str | None,
+) -> None:
+    """Replay stored events through the same core, offline, with a chosen configuration.
+
+    Reads the store (PSYMON_DATABASE_URL, else the embedded PostgreSQL) in each patient's
+    arrival order and writes trajectories, features, risk and alerts as Parquet with a
+    manifest (filters, row counts, code and configuration versions), and/or sends the
+    outputs to --to-topic. Replaying the live history with the live configuration
+    reproduces the live outputs. Every replay is recorded in the audit log.
+    """
+    from services.embedded.postgres import database_url
+    from services.replay import replay as run_replay
+
+    if out_dir is None and to_topic is None:
+        raise click.UsageError("give --out DIR, --to-topic NAME, or both")
+    settings = _settings()
+    if to_topic is not None and settings.kafka_bootstrap is None:
+        raise click.ClickException("--to-topic needs PSYMON_KAFKA_BOOTSTRAP")
+    url, embedded = database_url(settings)
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=max(total, 1), label="replaying", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        manifest = run_replay(
+            url,
+            patients=_patients(patient, patients_file),
+            since=since,
+            until=until,
+            kinds=kinds or None,
+            config_file=config_file or settings.core_config_file,
+            out_dir=out_dir,
+            to_topic=to_topic,
+            bootstrap=settings.kafka_bootstrap,
+            topic_partitions=settings.partitions,
+            progress=progress,
+            who=_who(),
+        )
+    except (ValueError, FileExistsError) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        if embedded is not None:
+            embedded.stop()
+    _print_manifest(manifest)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@_with_selection
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["parquet", "csv", "fhir"]),
+    default="parquet",
+    show_default=True,
+)
+@click.option(
+    "--include-raw-dead-letters",
+    is_flag=True,
+    help="Also export dead letters' raw payloads (they may hold what producers sent).",
+)
+@click.option(
+    "--bundle-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Resources per FHIR Bundle.",
+)
+def export(
+    names: tuple[str, ...],
+    patient: tuple[str, ...],
+    patients_file: Path | None,
+    since: datetime | None,
+    until: datetime | None,
+    out_dir: Path,
+    format_: str,
+    include_raw_dead_letters: bool,
+    bundle_size: int,
+) -> None:
+    """Export tables or views (NAMES, e.g. v_patient_scores v_alerts) for a study.
+
+    Writes Parquet or CSV with a manifest (query, row counts, schema and code versions,
+    sha256 of each file) so a study can cite exactly what it used; --format fhir writes
+    FHIR R4 Observations, RiskAssessments and Flags as Bundles an EHR can take back. Only
+    pseudonymised data is exported. Every export is recorded in the audit log.
+    """
+    from services.embedded.postgres import database_url
+    from services.export import export as run_export
+
+    settings = _settings()
+    url, embedded = database_url(settings)
+    try:
+        manifest = run_export(
+            url,
+            tables_or_views=list(names),
+            format=format_,  # type: ignore[arg-type]
+            out_dir=out_dir,
+            patients=_patients(patient, patients_file),
+            since=since,
+            until=until,
+            who=_who(),
+            include_raw_dead_letters=include_raw_dead_letters,
+            bundle_size=bundle_size,
+        )
+    except (ValueError, FileExistsError) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    _print_manifest(manifest)
+
+
+def _print_manifest(manifest: Any) -> None:
+    for name, rows in manifest.row_counts.items():
+        click.echo(f"{name:<24} {rows:>10,} rows")
+    if manifest.path is not None:
+        click.echo(f"manifest: {manifest.path} (sha256 {manifest.sha256})")
 
 
 @cli.group()

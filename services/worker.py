@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ def run_worker(
     data_dir: Path = Path(".psymon"),
     config: CoreConfig | None = None,
     loglevel: str = "warning",
+    database_url: str | None = None,
 ) -> int:
     """Run a worker until SIGINT/SIGTERM; return its exit code (0 after a clean stop).
 
@@ -54,6 +56,10 @@ def run_worker(
         The core's configuration; default ``CoreConfig()``.
     loglevel
         faust's log level: ``debug``, ``info``, ``warning`` or ``error``.
+    database_url
+        The store (``PSYMON_DATABASE_URL``): a patient the worker's table does not
+        know is rebuilt from the stored history before the new event is applied
+        (:class:`services.rebuild.StateRebuilder`). ``None``: no rebuild.
 
     Raises
     ------
@@ -71,12 +77,19 @@ def run_worker(
         (*ALL_TOPICS, *changelog_topics(app_id)),
         compacted=changelog_topics(app_id),
     )
+    rebuilder = None
+    if database_url is not None:
+        from services.rebuild import StateRebuilder
+        from streams import CoreConfig as _CoreConfig
+
+        rebuilder = StateRebuilder(database_url, config if config is not None else _CoreConfig())
     app = create_app(
         bootstrap,
         partitions=partitions,
         app_id=app_id,
         data_dir=data_dir / "faust",
         config=config,
+        rebuild=rebuilder.rebuild if rebuilder is not None else None,
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING,
@@ -87,6 +100,9 @@ def run_worker(
         worker.execute_from_commandline()
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        if rebuilder is not None:
+            rebuilder.close()
     return 0
 
 
@@ -105,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     options = parser.parse_args(argv)
     logging.captureWarnings(True)
+    # The store's URL holds a password: it comes from the environment
+    # (PSYMON_DATABASE_URL), never from the command line where `ps` shows it.
+    url = os.environ.get("PSYMON_DATABASE_URL") or None
     try:
         return run_worker(
             options.bootstrap,
@@ -112,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             app_id=options.app_id,
             data_dir=options.data_dir,
             loglevel=options.loglevel,
+            database_url=url,
         )
     except BrokerError as error:
         print(f"psymon worker: {error}", file=sys.stderr)

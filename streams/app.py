@@ -29,6 +29,7 @@ Settings chosen for the embedded broker (Tansu), harmless on Apache Kafka:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from schemas.dispatch import dead_letter, decode
+from schemas.dispatch import InputEvent, dead_letter, decode
 from schemas.events import DeadLetter
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS, OUTPUT_TOPICS, topic_for_kind
 from streams import CoreConfig, PatientState, process
@@ -53,6 +54,49 @@ AGENT_NAME = "psymon.process"
 #: Seconds; Tansu answers a JoinGroup after half of it (see the module docstring).
 SESSION_TIMEOUT = 6.0
 HEARTBEAT_INTERVAL = 1.0
+
+
+#: Rebuilds a patient's state from the store (services.rebuild.StateRebuilder.rebuild):
+#: (pseudonym, event about to be applied) -> the state before that event, or None.
+Rebuild = Callable[[str, InputEvent], PatientState | None]
+
+#: Seconds between attempts to reach the store for a rebuild.
+REBUILD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0)
+
+
+async def restore_state(
+    record: Record, states: MutableMapping[bytes, bytes], rebuild: Rebuild
+) -> None:
+    """A patient the table does not know: their state rebuilt from the store, if it has one.
+
+    A worker starts with empty state on a new machine, after the memory broker
+    restarted, or when the changelog expired. The store holds the patient's
+    history: replaying it through the same core gives the state the live worker
+    had, so nothing is raised twice and baselines carry on.
+    """
+    if record.key is None or states.get(record.key) is not None:
+        return
+    event = decode(record.value, topic=record.topic, received_at=record.received_at)
+    if isinstance(event, DeadLetter) or event.patient_id.encode() != record.key:
+        return  # handle() turns it into a dead letter
+    loop = asyncio.get_running_loop()
+    for delay in REBUILD_RETRY_DELAYS:
+        try:
+            state = await loop.run_in_executor(None, rebuild, event.patient_id, event)
+            break
+        except Exception:
+            logger.warning(
+                "cannot rebuild a patient state from the store; retrying in %s s",
+                delay,
+                exc_info=True,
+            )
+            await asyncio.sleep(delay)
+    else:
+        raise RuntimeError(
+            "the store is unreachable: not starting a known patient from an empty state"
+        )
+    if state is not None:
+        states[record.key] = encode_state(state)
 
 
 def changelog_topics(app_id: str = DEFAULT_APP_ID) -> tuple[str, ...]:
@@ -197,6 +241,7 @@ def create_app(
     data_dir: Path,
     config: CoreConfig | None = None,
     session_timeout: float = SESSION_TIMEOUT,
+    rebuild: Rebuild | None = None,
 ) -> faust.App:
     """A faust app that runs the core on psymon's input topics.
 
@@ -217,6 +262,9 @@ def create_app(
         The core's configuration; default ``CoreConfig()``.
     session_timeout
         Consumer-group session timeout in seconds.
+    rebuild
+        Rebuilds a patient's state from the store when the table has none
+        (:func:`restore_state`); ``None``: a patient unknown to the table starts empty.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -245,7 +293,10 @@ def create_app(
 
     async def run_core(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            for topic, key, value in handle(_record(event), states, core_config):
+            record = _record(event)
+            if rebuild is not None:
+                await restore_state(record, states, rebuild)
+            for topic, key, value in handle(record, states, core_config):
                 await outputs[topic].send(key=key, value=value)
 
     agent: Callable[..., Any] = app.agent(inputs, name=AGENT_NAME)

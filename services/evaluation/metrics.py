@@ -117,31 +117,40 @@ class Interval:
 
 
 def bootstrap(
-    statistic: Callable[[Sequence[int]], float],
+    statistic: Callable[[Sequence[int]], dict[str, float]],
     units: int,
     *,
     resamples: int = 500,
     seed: int = 0,
     level: float = 0.95,
-) -> Interval:
-    """``statistic`` of all ``units`` with a percentile interval over resampled units.
+) -> dict[str, Interval]:
+    """Every statistic of all ``units``, with percentile intervals over resampled units.
 
-    ``statistic`` receives the indices of the units drawn (with replacement).
+    ``statistic`` receives the indices of the units drawn (with replacement)
+    and returns named values; every name is resampled with the same draws, so
+    differences between methods are paired.
 
     >>> values = [1.0, 2.0, 3.0, 4.0]
-    >>> result = bootstrap(lambda idx: float(np.mean([values[i] for i in idx])), 4, seed=1)
+    >>> def mean(idx):
+    ...     return {"mean": float(np.mean([values[i] for i in idx]))}
+    >>> result = bootstrap(mean, 4, seed=1)["mean"]
     >>> result.value, result.low <= 2.5 <= result.high
     (2.5, True)
     """
     rng = np.random.default_rng(seed)
-    value = statistic(list(range(units)))
-    draws = []
+    values = statistic(list(range(units)))
+    draws: dict[str, list[float]] = {name: [] for name in values}
     for _ in range(resamples):
-        drawn = rng.integers(0, units, size=units).tolist()
-        draws.append(statistic(drawn))
-    finite = np.asarray([d for d in draws if np.isfinite(d)], dtype=np.float64)
-    if not len(finite):
-        return Interval(value, float("nan"), float("nan"))
+        drawn = statistic(rng.integers(0, units, size=units).tolist())
+        for name in values:
+            draws[name].append(drawn[name])
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return Interval(value, float(low), float(high))
+    out: dict[str, Interval] = {}
+    for name, value in values.items():
+        finite = np.asarray([d for d in draws[name] if np.isfinite(d)], dtype=np.float64)
+        if not len(finite):
+            out[name] = Interval(value, float("nan"), float("nan"))
+            continue
+        low, high = np.percentile(finite, [tail, 100 - tail])
+        out[name] = Interval(value, float(low), float(high))
+    return out

@@ -112,7 +112,7 @@ def alert_days(alerts: list[Alert], rules: frozenset[str]) -> list[date]:
 
 
 def open_severity(alerts: list[Alert], rules: frozenset[str], ends: list[float]) -> list[int]:
-    """For each day end, the highest severity rank of the alerts of ``rules`` open then (0: none)."""
+    """For each day end, the highest severity of the alerts of ``rules`` open then (0: none)."""
     changes = sorted(
         (a for a in alerts if a.rule in rules),
         key=lambda a: (a.observed_at.timestamp(), str(a.event_id)),

@@ -117,7 +117,9 @@ def add_threshold_method(
     cooldown_hours: float = 24.0,
 ) -> None:
     """Add a method whose alerts follow the ``relapse_risk`` rule at ``threshold``."""
-    spans = alert_spans(scores, series.ends, risk, threshold=threshold, cooldown_hours=cooldown_hours)
+    spans = alert_spans(
+        scores, series.ends, risk, threshold=threshold, cooldown_hours=cooldown_hours
+    )
     opened, flags = spans_to_series(series.days, spans)
     series.methods[name] = MethodSeries(list(scores), opened, flags)
 

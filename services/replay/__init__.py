@@ -20,6 +20,7 @@ from services.replay.query import (
     INPUT_KINDS,
     EventQuery,
     count_input_events,
+    parse_when,
     read_input_events,
 )
 from services.replay.run import Progress, config_entry, load_core_config, replay, replay_outputs
@@ -35,6 +36,7 @@ __all__ = [
     "count_input_events",
     "final_states",
     "load_core_config",
+    "parse_when",
     "read_input_events",
     "replay",
     "replay_outputs",

@@ -15,13 +15,15 @@ How exact is that?
 * Ties in ``received_at`` (a file ingested at once gets one stamp) fall back
   to event time, then id: the order a chronologically sorted file has.
 * Across topics (a score and a wearable upload of the same patient) the
-  broker keeps no order, and faust interleaves its partitions by how fetches
+  broker keeps no order, and faust interleaves its partitions as fetches
   happen to fall. Replay assumes arrival order, which is what a worker
-  keeping up with real-time traffic sees. Where a worker fell behind on one
-  topic, the live order may differ; the core is insensitive to that within
-  the lateness windows (:class:`streams.config.OrderingConfig`) except for
-  which event closes a wearable day (``caused_by`` of daily features) and for
-  outcomes against scores that arrived within the same window.
+  keeping up with real-time traffic sees (tests/integration/test_replay_equals_live.py
+  shows the outputs are then identical). A worker far behind on one topic (a
+  backlog) may apply a patient's events in another order; within the lateness
+  windows (:class:`streams.config.OrderingConfig`) the core mostly absorbs
+  that, beyond them replay differs from what such a worker did (wearable days
+  close on other events, events count as late). The store records no finer
+  order than ``received_at``.
 * Re-delivered duplicates are stored once: replay does not see them. They
   change nothing but ``PatientState.counters.duplicates``.
 
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -162,6 +164,34 @@ class EventQuery:
         return sql.SQL(" AND ").join(clauses), params
 
 
+def parse_when(text: str) -> datetime:
+    """A ``--since``/``--until`` value: ISO 8601 with a UTC offset, or a date (UTC midnight).
+
+    >>> parse_when("2026-03-01").isoformat()
+    '2026-03-01T00:00:00+00:00'
+    >>> parse_when("2026-03-01T08:00:00+01:00").isoformat()
+    '2026-03-01T08:00:00+01:00'
+    >>> parse_when("2026-03-01T08:00")
+    Traceback (most recent call last):
+    ...
+    ValueError: '2026-03-01T08:00' has a time but no UTC offset; accepted: a date (2026-03-01, read as UTC midnight) or a time with its offset (2026-03-01T08:00:00+01:00, ...Z)
+    """  # noqa: E501
+    value = text.strip()
+    accepted = (
+        "accepted: a date (2026-03-01, read as UTC midnight) or a time with its offset "
+        "(2026-03-01T08:00:00+01:00, ...Z)"
+    )
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date or time; {accepted}") from None
+    if len(value) == 10:
+        return moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has a time but no UTC offset; {accepted}")
+    return moment
+
+
 def count_input_events(conn: psycopg.Connection[Any], query: EventQuery) -> int:
     """How many stored input events ``query`` selects (for progress bars)."""
     where, params = query.where()
@@ -202,5 +232,6 @@ __all__ = [
     "EventQuery",
     "InputEvent",
     "count_input_events",
+    "parse_when",
     "read_input_events",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Collection, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,12 @@ from services.replay.provenance import (
     utc_now,
     write_manifest,
 )
-from services.replay.query import EventQuery, count_input_events, read_input_events
+from services.replay.query import (
+    EventQuery,
+    InputEvent,
+    count_input_events,
+    read_input_events,
+)
 from services.replay.topic import TopicWriter, check_topic
 from streams import CoreConfig, Output, PatientState
 
@@ -114,6 +119,21 @@ class _Ticker:
             self.progress(self.done, self.total)
 
 
+def _one_patient_at_a_time(
+    events: Iterable[InputEvent], config: CoreConfig, ticker: _Ticker
+) -> Iterator[tuple[InputEvent, list[Output]]]:
+    """:func:`run_core` over events grouped by patient, keeping only the current state."""
+    states: dict[str, PatientState] = {}
+    current: str | None = None
+    for event, outputs in run_core(events, config, states):
+        if event.patient_id != current:
+            if current is not None:
+                del states[current]
+            current = event.patient_id
+        ticker.tick()
+        yield event, outputs
+
+
 def _connect(url: str) -> psycopg.Connection[Any]:
     conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     conn.execute("SET TIME ZONE 'UTC'")
@@ -157,8 +177,7 @@ def replay_outputs(
                 ticker = _Ticker(progress, total)
                 events = read_input_events(conn, query)
                 try:
-                    for _, outputs in run_core(events, core_config):
-                        ticker.tick()
+                    for _, outputs in _one_patient_at_a_time(events, core_config, ticker):
                         counts["input_events"] += 1
                         for output in outputs:
                             stream = stream_of(output)
@@ -322,16 +341,11 @@ def _run(
             total = count_input_events(conn, query) if progress is not None else None
             ticker = _Ticker(progress, total)
             events = read_input_events(conn, query)
-            states: dict[str, PatientState] = {}
             try:
-                # Events come grouped by patient: keep one state at a time.
-                for event, outputs in run_core(events, config, states):
+                for event, outputs in _one_patient_at_a_time(events, config, ticker):
                     if event.patient_id != last_patient:
-                        if last_patient is not None:
-                            del states[last_patient]
                         patients += 1
                         last_patient = event.patient_id
-                    ticker.tick()
                     counts["input_events"] += 1
                     for output in outputs:
                         counts[stream_of(output)] += 1

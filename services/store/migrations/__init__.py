@@ -20,6 +20,7 @@ from services.store.migrations import (
     v0002_time_layout,
     v0003_views,
     v0004_alert_delivery,
+    v0005_audit,
 )
 
 MIGRATIONS: tuple[ModuleType, ...] = (
@@ -27,6 +28,7 @@ MIGRATIONS: tuple[ModuleType, ...] = (
     v0002_time_layout,
     v0003_views,
     v0004_alert_delivery,
+    v0005_audit,
 )
 
 __all__ = ["MIGRATIONS"]
