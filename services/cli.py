@@ -423,22 +423,35 @@ def up(workers: int, port: int) -> None:
 @click.option("--days", default=180, show_default=True, type=click.IntRange(1, 3650))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--samples-per-hour", default=4, show_default=True, type=click.IntRange(1, 60))
+@click.option(
+    "--speedup",
+    default=14_400.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Simulated seconds per wall-clock second (14,400: a day every 6 s); 0: no pacing.",
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--port", default=8000, show_default=True, type=int, help="Port of the API and web views."
 )
 def demo(
-    patients: int, days: int, seed: int, samples_per_hour: int, workers: int, port: int
+    patients: int,
+    days: int,
+    seed: int,
+    samples_per_hour: int,
+    speedup: float,
+    workers: int,
+    port: int,
 ) -> None:
     """`psymon up` plus a simulated cohort streamed through the real pipeline.
 
     Everything runs on the embedded default; data is kept in PSYMON_DATA_DIR, so running
     the demo again reuses it (the same seed sends the same events: nothing is doubled).
     """
-    _run_stack(workers=workers, port=port, cohort=(patients, days, seed, samples_per_hour))
+    _run_stack(workers=workers, port=port, cohort=(patients, days, seed, samples_per_hour, speedup))
 
 
-def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int] | None) -> None:
+def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int, float] | None) -> None:
     import threading
 
     from services.runtime import ProgressProbe, Stack, StackError, stop_signals
@@ -500,11 +513,11 @@ def _demo_login(settings: Settings) -> None:
     click.echo(f"psymon  web views log in with the clinician token in {path}")
 
 
-def _stream_cohort(bootstrap: str, cohort: tuple[int, int, int, int], stop: Any) -> None:
+def _stream_cohort(bootstrap: str, cohort: tuple[int, int, int, int, float], stop: Any) -> None:
     from services.producer import KafkaEventSink
     from services.simulator import simulate_cohort
 
-    patients, days, seed, samples_per_hour = cohort
+    patients, days, seed, samples_per_hour, speedup = cohort
     simulated = simulate_cohort(
         patients, days, seed, _SIMULATION_START, samples_per_hour=samples_per_hour
     )
@@ -513,7 +526,9 @@ def _stream_cohort(bootstrap: str, cohort: tuple[int, int, int, int], stop: Any)
     )
     sent = 0
     with KafkaEventSink(bootstrap, client_id="psymon-simulator") as producer:
-        for event in simulated.events():
+        # Paced like a live clinic: events reach the broker in the order and at the
+        # (accelerated) pace they arrived, so no topic runs days ahead of another.
+        for event in simulated.stream(speedup=speedup or None):
             if stop.is_set():
                 return
             producer.send(event)

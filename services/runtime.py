@@ -219,6 +219,7 @@ class ProgressProbe:
         self._database_url = database_url
         self._bootstrap = bootstrap
         self._last: tuple[float, int] | None = None
+        self._rate = 0.0
 
     def read(self) -> Progress:
         import psycopg
@@ -237,10 +238,17 @@ class ProgressProbe:
             }
             count = conn.execute("SELECT count(*) FROM patients").fetchone()
             progress.patients = int(count[0]) if count else 0
+        # The statistics behind ``stored`` are flushed every few seconds: measure
+        # the rate between two changes, and keep showing it in between.
         now = time.monotonic()
-        if self._last is not None and now > self._last[0]:
-            progress.rate = max(0.0, (progress.stored - self._last[1]) / (now - self._last[0]))
-        self._last = (now, progress.stored)
+        if self._last is None:
+            self._last = (now, progress.stored)
+        elif progress.stored != self._last[1]:
+            self._rate = (progress.stored - self._last[1]) / max(now - self._last[0], 1e-3)
+            self._last = (now, progress.stored)
+        elif now - self._last[0] > 30:
+            self._rate = 0.0
+        progress.rate = max(0.0, self._rate)
         progress.lag = self._lag()
         return progress
 

@@ -70,6 +70,8 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, int]]:
             "60",
             "--samples-per-hour",
             "2",
+            "--speedup",
+            "0",
             "--port",
             str(port),
         ],
