@@ -63,6 +63,9 @@ integration: $(STAMP)
 test: lint typecheck imports $(TOOLS_STAMP) $(CHROMIUM)
 	PSYMON_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(VENV)/bin/pytest -q
 
+reliability: $(STAMP)
+	$(VENV)/bin/pytest -q tests/reliability -m reliability
+
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 

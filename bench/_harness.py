@@ -56,10 +56,17 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def rss_bytes_self() -> int:
+    """Resident set size of this process."""
+    return rss_bytes(os.getpid())
+
+
 def machine() -> str:
     """One line naming what the figures were measured on."""
     load = os.getloadavg()[0]
-    return f"{os.cpu_count()} CPUs, load average {load:.1f} at start, Python {sys.version.split()[0]}"
+    return (
+        f"{os.cpu_count()} CPUs, load average {load:.1f} at start, Python {sys.version.split()[0]}"
+    )
 
 
 @dataclass
@@ -225,7 +232,9 @@ def timed_span(
     finally:
         consumer.close()
     if seen < expected or first is None or last is None:
-        raise SystemExit(f"{name}: only {seen} of {expected} records came out on {topic} in {wait} s")
+        raise SystemExit(
+            f"{name}: only {seen} of {expected} records came out on {topic} in {wait} s"
+        )
     # n records span n-1 gaps; the CPU seen between the first poll and the end is
     # scaled to the records written in that time.
     share = (expected - seen_at_start) / expected if expected > seen_at_start else 1.0
@@ -256,7 +265,9 @@ def patient_ids(count: int, prefix: str = "bench") -> list[str]:
     return [pseudonymise(f"{prefix}-{n}", EXAMPLE_KEY, system="bench") for n in range(count)]
 
 
-def single_events(events: int, patients: int, seed: int = 7, lab_share: float = 0.2) -> list[Produced]:
+def single_events(
+    events: int, patients: int, seed: int = 7, lab_share: float = 0.2
+) -> list[Produced]:
     """``events`` single events of ``patients`` patients: PHQ-9 scores and lithium/CRP labs.
 
     Each patient is rated weekly; item 9 (thoughts of self-harm) is 0, so the
@@ -285,7 +296,9 @@ def single_events(events: int, patients: int, seed: int = 7, lab_share: float = 
         else:
             items = {str(i): rng.randint(0, 3) if i < 9 else 0 for i in range(1, 10)}
             event = ClinicalScore(**envelope, instrument="phq9", rater="self", items=items)
-        records.append((topic_for_kind(event.kind), patient.encode(), event.model_dump_json().encode()))
+        records.append(
+            (topic_for_kind(event.kind), patient.encode(), event.model_dump_json().encode())
+        )
     return records
 
 
@@ -322,9 +335,35 @@ def wearable_uploads(patients: int, days: int, seed: int = 11) -> tuple[list[Pro
             continue
         samples += len(event.readings)
         records.append(
-            (topic_for_kind(event.kind), event.patient_id.encode(), event.model_dump_json().encode())
+            (
+                topic_for_kind(event.kind),
+                event.patient_id.encode(),
+                event.model_dump_json().encode(),
+            )
         )
     return records, samples
+
+
+def simulated_states(patients: int, days: int, seed: int = 21) -> list[tuple[str, bytes]]:
+    """(pseudonym, JSON state) of simulated patients after ``days`` of history.
+
+    Wearable readings are 4 per hour: the state keeps daily features, not
+    samples, so the sampling rate barely changes its size.
+    """
+    from services.replay.engine import final_states
+    from services.simulator import simulate_cohort
+
+    cohort = simulate_cohort(
+        patients, days, seed=seed, start=datetime(2026, 1, 5, tzinfo=UTC), samples_per_hour=4
+    )
+    states = final_states(cohort.events())
+    return [(patient, state.model_dump_json().encode()) for patient, state in states.items()]
+
+
+def clone_state(template: tuple[str, bytes], patient: str) -> bytes:
+    """``template``'s JSON state as the state of ``patient``."""
+    original, text = template
+    return text.replace(original.encode(), patient.encode())
 
 
 def topics_of(records: Iterable[Produced]) -> list[str]:
@@ -350,7 +389,10 @@ __all__ = [
     "psymon_worker",
     "retopic",
     "rss_bytes",
+    "rss_bytes_self",
+    "simulated_states",
     "single_events",
+    "clone_state",
     "spawn",
     "timed_span",
     "topics_of",

@@ -135,7 +135,9 @@ async def raw_consume(bootstrap: str, topics: list[str], partitions: int, count:
 # --------------------------------------------------------------------------- measuring
 
 
-def measure_raw(bootstrap: str, topics: list[str], partitions: int, count: int, workdir: Path) -> Row:
+def measure_raw(
+    bootstrap: str, topics: list[str], partitions: int, count: int, workdir: Path
+) -> Row:
     log = workdir / f"raw-{uuid.uuid4().hex[:6]}.log"
     child = h.spawn(
         [
@@ -230,17 +232,28 @@ def run_workload(
             workdir / f"bare-{label}.log",
         )
         try:
-            rows.append(measure_worker("bare faust agent, defaults", bare, bootstrap, BARE_OUT, count, broker.pid))
+            rows.append(
+                measure_worker(
+                    "bare faust agent, defaults", bare, bootstrap, BARE_OUT, count, broker.pid
+                )
+            )
         finally:
             bare.stop()
 
         app_id = f"bench-psymon-{label}"
-        ensure_topics(bootstrap, partitions, changelog_topics(app_id), compacted=changelog_topics(app_id))
+        ensure_topics(
+            bootstrap, partitions, changelog_topics(app_id), compacted=changelog_topics(app_id)
+        )
         psymon = h.psymon_worker(bootstrap, partitions, app_id, workdir, worker_command)
         try:
             rows.append(
                 measure_worker(
-                    "psymon worker, full", psymon, bootstrap, changelog_topics(app_id)[0], count, broker.pid
+                    "psymon worker, full",
+                    psymon,
+                    bootstrap,
+                    changelog_topics(app_id)[0],
+                    count,
+                    broker.pid,
                 )
             )
         finally:
@@ -256,11 +269,12 @@ def print_table(title: str, rows: list[Row], samples: int, count: int) -> None:
     per_message = samples / count if samples else 0
     unit = "samples/s" if samples else ""
     for row in rows:
-        broker = f"  broker {row.broker_cpu_ms:5.2f} ms CPU/msg" if row.broker_cpu_ms is not None else ""
+        broker = (
+            f"  broker {row.broker_cpu_ms:5.2f} ms CPU/msg" if row.broker_cpu_ms is not None else ""
+        )
         extra = f"  {row.rate * per_message:>9,.0f} {unit}" if samples else ""
         print(
-            f"  {row.name:<32} {row.rate:>8,.0f} msg/s{extra}  "
-            f"{row.cpu_ms:6.3f} ms CPU/msg{broker}"
+            f"  {row.name:<32} {row.rate:>8,.0f} msg/s{extra}  {row.cpu_ms:6.3f} ms CPU/msg{broker}"
         )
     by_name = {row.name: row for row in rows}
     psymon = by_name["psymon worker, full"]
@@ -314,12 +328,17 @@ def main() -> None:
         return
 
     started = time.monotonic()
-    print(f"pipeline throughput, embedded Tansu broker, {options.partitions} partitions, {h.machine()}")
+    print(
+        f"pipeline throughput, embedded Tansu broker, {options.partitions} partitions, "
+        f"{h.machine()}"
+    )
     with tempfile.TemporaryDirectory(prefix="psymon-bench-") as tmp:
         workdir = Path(tmp)
         if options.only in (None, "single"):
             records = h.single_events(options.events, options.patients)
-            rows = run_workload("single", records, 0, options.partitions, workdir, options.worker_command)
+            rows = run_workload(
+                "single", records, 0, options.partitions, workdir, options.worker_command
+            )
             print_table(
                 f"single events: {len(records):,} PHQ-9 scores and lab results of "
                 f"{options.patients:,} patients",
@@ -330,7 +349,9 @@ def main() -> None:
         if options.only in (None, "wearable"):
             uploads, samples = h.wearable_uploads(options.upload_patients, options.upload_days)
             assert all(topic == WEARABLE_SAMPLES for topic, _, _ in uploads)
-            rows = run_workload("wearable", uploads, samples, options.partitions, workdir, options.worker_command)
+            rows = run_workload(
+                "wearable", uploads, samples, options.partitions, workdir, options.worker_command
+            )
             print_table(
                 f"wearable uploads: {len(uploads):,} uploads, {samples:,} one-minute samples "
                 f"({samples / len(uploads):.0f} per upload) of {options.upload_patients} patients",

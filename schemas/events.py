@@ -9,7 +9,7 @@ Raw events (one topic each, keyed by the patient pseudonym):
 * :class:`ClinicalOutcome` — a clinical label (relapse, hospitalisation ...).
 
 Derived events: :class:`CourseUpdate`, :class:`RiskAssessment`,
-:class:`Alert`, :class:`DeadLetter`.
+:class:`Alert`, :class:`DeadLetter`, :class:`SubgroupAssigned`.
 
 All are frozen pydantic models that forbid unknown fields. Validation is the
 contract: an event that constructs is scored, unit-converted and in range.
@@ -378,6 +378,40 @@ class Alert(Derived):
     config_version: ShortText
 
 
+class SubgroupAssigned(Derived):
+    """A patient's subgroup changed: a specifier met or no longer met, or a new cluster.
+
+    Emitted on change only (:mod:`streams.stratification`). ``scheme`` says
+    which kind of subgroup: a published rule (``specifier``, e.g.
+    ``inflammatory_depression``, with its ``citation``) or a data-driven
+    cluster of biomarker profiles (``cluster``, from the population subgroup
+    model ``scheme_name`` at ``version``, with its posterior ``probability``).
+    ``subgroup`` is ``None`` when the patient left ``previous`` (a specifier no
+    longer met). ``description`` says in plain words what sets the subgroup
+    apart; ``evidence`` holds the numbers behind the change.
+    """
+
+    kind: Literal["subgroup_assigned"] = "subgroup_assigned"
+    scheme: Literal["specifier", "cluster"]
+    scheme_name: ShortText
+    subgroup: ShortText | None
+    previous: ShortText | None = None
+    version: ShortText
+    probability: float | None = Field(default=None, ge=0, le=1)
+    description: LongText
+    citation: LongText | None = None
+    evidence: dict[ShortText, Scalar] = Field(default_factory=dict, max_length=64)
+
+    @model_validator(mode="after")
+    def _a_change(self) -> SubgroupAssigned:
+        if self.subgroup == self.previous:
+            raise ValueError(
+                f"subgroup and previous are both {self.subgroup!r}; a SubgroupAssigned event "
+                "records a change: accepted: subgroup != previous"
+            )
+        return self
+
+
 class FieldError(BaseModel):
     """One reason a record was rejected: which field, what value, what is accepted."""
 
@@ -425,7 +459,7 @@ RawEvent = Annotated[
     Field(discriminator="kind"),
 ]
 DerivedEvent = Annotated[
-    CourseUpdate | RiskAssessment | Alert | DeadLetter,
+    CourseUpdate | RiskAssessment | Alert | DeadLetter | SubgroupAssigned,
     Field(discriminator="kind"),
 ]
 AnyEvent = Annotated[
@@ -437,7 +471,8 @@ AnyEvent = Annotated[
     | CourseUpdate
     | RiskAssessment
     | Alert
-    | DeadLetter,
+    | DeadLetter
+    | SubgroupAssigned,
     Field(discriminator="kind"),
 ]
 
@@ -452,6 +487,7 @@ EVENT_MODELS: tuple[type[BaseModel], ...] = (
     RiskAssessment,
     Alert,
     DeadLetter,
+    SubgroupAssigned,
 )
 
 RAW_KINDS: tuple[str, ...] = (

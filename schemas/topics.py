@@ -31,7 +31,7 @@ KINDS_BY_TOPIC: dict[str, frozenset[str]] = {
     WEARABLE_SAMPLES: frozenset({"wearable_upload", "wearable_sample"}),
     LAB_RESULTS: frozenset({"lab_result"}),
     CLINICAL_OUTCOMES: frozenset({"clinical_outcome"}),
-    COURSE: frozenset({"course_update"}),
+    COURSE: frozenset({"course_update", "subgroup_assigned"}),
     RISK: frozenset({"risk_assessment"}),
     ALERTS: frozenset({"alert"}),
     DEAD_LETTER: frozenset({"dead_letter"}),

@@ -92,12 +92,12 @@ def table(report: EvaluationReport) -> str:
         "sensitivity": "alerted",
         "lead_time": "lead d",
         "alerts_pm": "alerts/pm",
+        "open_share": "open days",
     }
-    lines = [f"{'method':<24}" + "".join(f"{names[m]:>20}" for m in METRICS)]
-    short = {m: m for m in METHODS}
+    lines = [f"{'method':<22}" + "".join(f"{names[m]:>19}" for m in METRICS)]
     for method in METHODS:
-        cells = "".join(f"{report.interval(method, m).text(2):>20}" for m in METRICS)
-        lines.append(f"{short[method]:<24}{cells}")
+        cells = "".join(f"{report.interval(method, m).text(2):>19}" for m in METRICS)
+        lines.append(f"{method:<22}{cells}")
     lines.append("")
     lines += [f"{m}: {LABELS[m]}" for m in METHODS]
     return "\n".join(lines)

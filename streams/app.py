@@ -25,19 +25,37 @@ Settings chosen for the embedded broker (Tansu), harmless on Apache Kafka:
   patient's state as JSON bytes; state survives a restart through the
   table's changelog topic, which faust creates with the table's partition
   count (:func:`changelog_topics` names it so it can be created beforehand).
+
+Throughput (measured by ``bench/pipeline_throughput.py``, see docs/benchmarks.md):
+
+* the agent takes records in batches (``take_events``: up to
+  :data:`BATCH_RECORDS`, or what arrived within :data:`BATCH_WITHIN` seconds,
+  which bounds the latency this adds), and acknowledges a batch once it is
+  processed;
+* outputs and the state's changelog record go straight to faust's producer
+  (not through ``Topic.send`` and the table's send buffer), with an explicit
+  changelog partition: the partition of the record being applied, which is
+  what faust's table itself would pick. faust flushes the producer before it
+  commits offsets, so delivery stays at least once;
+* the producer lingers :data:`PRODUCER_LINGER` seconds and fills batches of up
+  to :data:`PRODUCER_BATCH_BYTES` (faust's defaults, no linger and 16 KB, send
+  a produce request for almost every record);
+* a fetch waits at most :data:`FETCH_MAX_WAIT_MS` for new records
+  (:class:`Transport`): Tansu answers a fetch only when its wait is over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT
 
 from schemas.dispatch import InputEvent, dead_letter, decode
@@ -54,6 +72,17 @@ AGENT_NAME = "psymon.process"
 #: Seconds; Tansu answers a JoinGroup after half of it (see the module docstring).
 SESSION_TIMEOUT = 6.0
 HEARTBEAT_INTERVAL = 1.0
+
+#: Records the agent takes from its stream at a time.
+BATCH_RECORDS = 500
+#: Seconds the agent waits for a batch to fill before it processes what it has.
+BATCH_WITHIN = 0.02
+#: Seconds the producer waits to fill a batch (faust's default: 0).
+PRODUCER_LINGER = 0.005
+#: Largest producer batch (faust's default: 16 KB, three patient states).
+PRODUCER_BATCH_BYTES = 1_000_000
+#: Longest wait of a fetch for new records, ms (faust hard-codes 1500; see :class:`Transport`).
+FETCH_MAX_WAIT_MS = 50
 
 
 #: Rebuilds a patient's state from the store (services.rebuild.StateRebuilder.rebuild):
@@ -233,6 +262,79 @@ def _record(event: EventT[Any]) -> Record:
     )
 
 
+class TableWrites(MutableMapping[bytes, bytes]):
+    """The state table as :func:`handle` sees it inside a batch: reads and writes the
+    table's local store and remembers what was written, for the changelog.
+
+    >>> store: dict[bytes, bytes] = {}
+    >>> view = TableWrites(store)
+    >>> view[b"p"] = b"{}"
+    >>> view.get(b"p"), view.written, len(view)
+    (b'{}', [(b'p', b'{}')], 1)
+    """
+
+    __slots__ = ("_store", "written")
+
+    def __init__(self, store: MutableMapping[bytes, Any]) -> None:
+        self._store = store
+        #: (key, value) in the order written; value None is a deletion (a tombstone).
+        self.written: list[tuple[bytes, bytes | None]] = []
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value: bytes = self._store[key]
+        return value
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        return self._store.get(key, default)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._store[key] = value
+        self.written.append((key, value))
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._store[key]
+        self.written.append((key, None))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._store)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka reads it when the consumer starts, to build its fetcher.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    """faust's Kafka transport with fetches that wait at most :data:`FETCH_MAX_WAIT_MS`.
+
+    faust 0.15 builds its consumer with ``fetch_max_wait_ms=1500`` and no
+    setting to change it. Apache Kafka answers a fetch as soon as a record
+    arrives, so the wait only bounds idle polling there; Tansu answers when the
+    wait is over, which put 0.5-1.5 s between a record and its processing
+    (measured by ``bench/alert_latency.py``).
+    """
+
+    Consumer = _Consumer
+
+
+def _delivered(future: asyncio.Future[Any]) -> None:
+    """Log a record the producer could not deliver (faust's ``Topic.send`` only logs too)."""
+    if not future.cancelled() and future.exception() is not None:
+        error = future.exception()
+        logger.error("the producer could not deliver a record (%s)", type(error).__name__)
+
+
 def create_app(
     bootstrap: str,
     *,
@@ -284,20 +386,37 @@ def create_app(
         broker_session_timeout=session_timeout,
         broker_heartbeat_interval=min(HEARTBEAT_INTERVAL, session_timeout / 3),
         table_standby_replicas=0,
+        producer_linger=PRODUCER_LINGER,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
     )
+    app.transport = Transport(app.conf.broker_consumer, app)
     inputs = app.topic(*INPUT_TOPICS, partitions=partitions)
     outputs = {name: app.topic(name, partitions=partitions) for name in OUTPUT_TOPICS}
     # Keys and values are bytes (faust's "raw" codec): the state is JSON made by
     # psymon, so faust never needs to know its type.
     states = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
 
-    async def run_core(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            record = _record(event)
-            if rebuild is not None:
-                await restore_state(record, states, rebuild)
-            for topic, key, value in handle(record, states, core_config):
-                await outputs[topic].send(key=key, value=value)
+    changelog = changelog_topics(app_id)[0]
+
+    async def send(
+        topic: str, key: bytes | None, value: bytes | None, partition: int | None
+    ) -> None:
+        sent = await app.producer.send(topic, key, value, partition, None, None)
+        cast("asyncio.Future[Any]", sent).add_done_callback(_delivered)
+
+    async def run_core(stream: faust.Stream[bytes]) -> None:
+        for output_topic in outputs.values():
+            await output_topic.maybe_declare()  # as Topic.send would; the producer does not
+        async for batch in stream.take_events(BATCH_RECORDS, within=BATCH_WITHIN):
+            for event in batch:
+                record = _record(event)
+                view = TableWrites(states.data)
+                if rebuild is not None:
+                    await restore_state(record, view, rebuild)
+                for topic, key, value in handle(record, view, core_config):
+                    await send(topic, key, value, None)
+                for key, state in view.written:
+                    await send(changelog, key, state, record.partition)
 
     agent: Callable[..., Any] = app.agent(inputs, name=AGENT_NAME)
     agent(run_core)

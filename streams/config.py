@@ -23,6 +23,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from streams.models.snapshot import ModelSnapshot
+from streams.stratification.config import StratificationConfig
+from streams.stratification.snapshot import SubgroupSnapshot
 
 Hours = Annotated[float, Field(ge=0, le=24 * 28)]
 Version = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
@@ -192,7 +194,7 @@ class RiskConfig(_Section):
     z_clip: float = Field(default=4.0, gt=0)
     #: CUSUM reference value k and decision interval h, in robust SD (Page 1954).
     #: With k = 0.5 and h = 4 a stable series raises a false signal about once in
-    #: 168 days and a one-SD shift is found after about 8 (Montgomery 2009, table 9.3).
+    #: 168 days and a one-SD shift is found after about 8 (Montgomery 2009, ch. 9).
     cusum_k: float = Field(default=0.5, ge=0)
     cusum_h: float = Field(default=4.0, gt=0)
     #: Ratings older than this many days no longer inform the self-report inputs ...
@@ -242,6 +244,11 @@ class CoreConfig(_Section):
     #: assessments and no ``relapse_risk`` alerts; drift and anomaly rates are
     #: still tracked). Workers swap it with :meth:`with_model`.
     model: ModelSnapshot | None = None
+    #: Biomarker profiles, specifiers and subgroup hysteresis (:mod:`streams.stratification`).
+    stratification: StratificationConfig = StratificationConfig()
+    #: The population subgroup model version to assign clusters with (None: specifiers
+    #: only). Swapped like ``model``, with :meth:`with_subgroups`.
+    subgroups: SubgroupSnapshot | None = None
 
     def with_model(self, model: ModelSnapshot | None) -> CoreConfig:
         """The same configuration scoring with ``model`` (a new, frozen config).
@@ -252,6 +259,10 @@ class CoreConfig(_Section):
         (0, True)
         """
         return self.model_copy(update={"model": model})
+
+    def with_subgroups(self, subgroups: SubgroupSnapshot | None) -> CoreConfig:
+        """The same configuration assigning clusters with ``subgroups`` (a new, frozen config)."""
+        return self.model_copy(update={"subgroups": subgroups})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CoreConfig:

@@ -55,6 +55,7 @@ from streams.outputs import InputEvent, Output
 from streams.rules import LithiumToxicity, SafetyOutcome, SelfHarmItem, Trigger
 from streams.rules.base import AlertChange
 from streams.state import PatientState
+from streams.stratification import stratify
 from streams.timezones import zone_key
 from streams.wearable_days import ClosedDay, Sample, metric_id
 
@@ -155,6 +156,7 @@ def _sparse(
         wearable=days_may_close,
         rules=True,
         risk=days_may_close,
+        strata=True,
     )
     new.patient_id = event.patient_id
     new.events.remember(event.event_id, micros(event.observed_at), config.dedup.remembered_events)
@@ -189,10 +191,12 @@ def _apply(
     """Apply one event in event-time order (or, when ``late``, report it against the course)."""
     trigger = Trigger(event.patient_id, event.observed_at, str(event.event_id))
     if isinstance(event, ClinicalScore):
-        return _apply_score(state, event, trigger, config, late=late)
-    if isinstance(event, LabResult):
-        return _apply_lab(state, event, trigger, config, late=late)
-    return _apply_outcome(state, event, trigger, config, late=late)
+        outputs = _apply_score(state, event, trigger, config, late=late)
+    elif isinstance(event, LabResult):
+        outputs = _apply_lab(state, event, trigger, config, late=late)
+    else:
+        outputs = _apply_outcome(state, event, trigger, config, late=late)
+    return outputs + stratify.observe_event(state, event, config)
 
 
 def _apply_score(
@@ -280,7 +284,9 @@ def _wearable(
         new = state.copy()
         new.counters.duplicates += 1
         return new, []
-    new = state.copy(uploads=upload, order=True, wearable=True, rules=True, risk=True)
+    new = state.copy(
+        uploads=upload, order=True, wearable=True, rules=True, risk=True, strata=True
+    )
     new.patient_id = event.patient_id
     new.counters.events += 1
     stream = f"{event.source.system}|{event.source.device or ''}"
@@ -329,6 +335,7 @@ def _close_days(state: PatientState, cause: InputEvent, config: CoreConfig) -> l
         changes += state.rules.data_loss.evaluate(day, trigger, config)
         outputs += _alerts(cause, changes, config)
         outputs += _risk(state, cause, day, config)
+        outputs += stratify.observe_day(state, cause, day, config)
     return outputs
 
 

@@ -29,6 +29,7 @@ from schemas.events import (
     DeadLetter,
     LabResult,
     RiskAssessment,
+    SubgroupAssigned,
     WearableSample,
     WearableUpload,
 )
@@ -44,7 +45,7 @@ from streams.wearable_features import FEATURES, UNITS
 CORE_SOURCE = Source(system="psymon-core")
 
 #: What ``process`` returns.
-Output = CourseUpdate | RiskAssessment | Alert | DeadLetter
+Output = CourseUpdate | RiskAssessment | Alert | DeadLetter | SubgroupAssigned
 
 InputEvent = ClinicalScore | WearableUpload | WearableSample | LabResult | ClinicalOutcome
 

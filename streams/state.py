@@ -44,6 +44,7 @@ from streams.rules import (
     SeverityBand,
     SleepLoss,
 )
+from streams.stratification.state import StratificationState
 from streams.wearable_days import WearableDays
 
 
@@ -120,6 +121,11 @@ class PatientState:
         The per-patient part of the relapse-risk model: smoothed deviations,
         drift and anomaly rate (:mod:`streams.models.features`). The population
         model is not here: it arrives in ``CoreConfig.model``.
+    strata
+        The biomarker profile, specifiers met and cluster label
+        (:mod:`streams.stratification`), from the first score, lab, outcome or
+        closed day on; the population subgroup model arrives in
+        ``CoreConfig.subgroups``.
     """
 
     patient_id: str | None = None
@@ -132,6 +138,7 @@ class PatientState:
     rules: RuleStates = field(default_factory=RuleStates)
     counters: Counters = field(default_factory=Counters)
     risk: RiskFeatures = field(default_factory=RiskFeatures)
+    strata: StratificationState | None = None
 
     def copy(
         self,
@@ -144,6 +151,7 @@ class PatientState:
         wearable: bool = False,
         rules: bool = False,
         risk: bool = False,
+        strata: bool = False,
     ) -> PatientState:
         """A new state sharing every part not named; named parts (and counters) are copied."""
         return PatientState(
@@ -157,6 +165,7 @@ class PatientState:
             self.rules.clone() if rules else self.rules,
             self.counters.clone(),
             self.risk.clone() if risk else self.risk,
+            self.strata.clone() if strata and self.strata is not None else self.strata,
         )
 
     def without_counters(self) -> PatientState:

@@ -13,6 +13,7 @@ from schemas.events import (
     CourseUpdate,
     LabResult,
     RiskAssessment,
+    SubgroupAssigned,
     WearableSample,
     WearableUpload,
 )
@@ -93,5 +94,15 @@ def make_examples() -> dict[str, Any]:
         ),
         "DeadLetter": dead_letter(
             b'{"kind": 1}', "psymon.clinical-scores.v1", T0, "field 'kind': bad"
+        ),
+        "SubgroupAssigned": SubgroupAssigned(
+            **env(**derived),
+            scheme="specifier",
+            scheme_name="inflammatory_depression",
+            subgroup="inflammatory_depression",
+            version="core-2026.1",
+            description="depressive syndrome with CRP above 3 mg/L on 2 of the last 3 results",
+            citation="Osimo 2019; Miller & Raison 2016",
+            evidence={"crp_above": 2, "crp_latest": 4.2},
         ),
     }

@@ -14,6 +14,7 @@ dependency annotations of nested functions at run time.)
 """
 
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from services.api.database import Database, StoreUnavailable
 from services.api.delivery import AlertDelivery
 from services.api.guards import CanIngest, LoginRequired, WebForbidden
 from services.api.patient_reader import PatientReader
+from services.api.ratelimit import RateLimiter, caller_key
 from services.intake import judge_documents
 from services.producer import EventSink
 
@@ -68,6 +70,7 @@ def create_app(
     tokens: TokenStore,
     database: Database | None = None,
     delivery: AlertDelivery | None = None,
+    rate_limit: RateLimiter | None = None,
 ) -> FastAPI:
     """Build the API: ingest (needs ``sink``), alerts, patients and web views (need ``database``).
 
@@ -83,7 +86,10 @@ def create_app(
     delivery
         Outbound alert webhooks; when given, delivered by a background thread
         while the app runs.
+    rate_limit
+        Requests allowed per caller; default 50/s with bursts of 500 (429 beyond).
     """
+    limiter = rate_limit if rate_limit is not None else RateLimiter()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,6 +123,16 @@ def create_app(
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
+        client = request.client.host if request.client else None
+        wait = limiter.allow(
+            caller_key(request.headers.get("authorization"), client), now=time.monotonic()
+        )
+        if wait > 0:
+            return JSONResponse(
+                {"detail": "too many requests; slow down and retry"},
+                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return JSONResponse(

@@ -17,6 +17,7 @@ _METRIC_NAMES = {
     "sensitivity": "relapses alerted",
     "lead_time": "median lead (days)",
     "alerts_pm": "alerts / patient-month",
+    "open_share": "days with an alert open",
 }
 
 
@@ -27,6 +28,20 @@ def _verdict(report: EvaluationReport) -> list[str]:
         ("model", "rules", "pr_auc", "PR-AUC", "the rating-scale rules"),
         ("model", "anomaly", "lead_time", "median lead time", "the anomaly-rate rule"),
         ("model", "anomaly", "sensitivity", "share of relapses alerted", "the anomaly-rate rule"),
+        (
+            "model_tight",
+            "anomaly_tight",
+            "lead_time",
+            "median lead time at the stricter budget",
+            "the anomaly-rate rule",
+        ),
+        (
+            "model_tight",
+            "anomaly_tight",
+            "sensitivity",
+            "share of relapses alerted at the stricter budget",
+            "the anomaly-rate rule",
+        ),
         (
             "model_at_rules_burden",
             "rules",
@@ -58,13 +73,18 @@ def _verdict(report: EvaluationReport) -> list[str]:
     return lines
 
 
+def _always_open_f2(report: EvaluationReport) -> float:
+    prevalence = report.positive_days / max(report.days, 1)
+    return 5 * prevalence / (4 * prevalence + 1)
+
+
 def _results_table(report: EvaluationReport) -> list[str]:
     header = "| method | " + " | ".join(_METRIC_NAMES[m] for m in METRICS) + " |"
     rows = [header, "|" + "---|" * (len(METRICS) + 1)]
     for method in METHODS:
         cells = []
         for metric in METRICS:
-            digits = 1 if metric in ("lead_time",) else 2
+            digits = 1 if metric == "lead_time" else 2
             cells.append(report.interval(method, metric).text(digits))
         rows.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     return rows
@@ -134,14 +154,27 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         f"({settings.patients} per seed, {settings.days} days each), {report.days:,} at-risk "
         f"days with a complete 28-day horizon, {report.positive_days:,} of them positive "
         f"({report.positive_days / max(report.days, 1):.1%}), {report.relapses} relapses. "
-        f"Alert budget: {settings.budget:g} alert per patient-month. Brackets: 95 % bootstrap "
-        "intervals, resampling patients.",
+        f"Alert budget: {settings.budget:g} alert per patient-month (rows marked *stricter "
+        f"budget*: {settings.tight_budget:g}); alerts at random times "
+        f"at that rate would catch {float(plots.chance_sensitivity(settings.budget)):.0%} of "
+        "relapses within 28 days by luck, and an alert left open on every day would reach "
+        f"F2 {_always_open_f2(report):.2f}, so read the share of relapses alerted and F2 "
+        "against those, and against the curve below. Brackets: 95 % bootstrap intervals, "
+        "resampling patients.",
         "",
         *_results_table(report),
         "",
         "Does the model beat the baselines on these held-out patients?",
         "",
         *_verdict(report),
+        "",
+        "How to read these: in the simulator the prodrome is 7-21 days long and shows mostly "
+        "in its last days, so a detector with real skill alerts late in the 28-day window, "
+        "while alerts at random times land anywhere in it (median lead about 14 days). A "
+        "long median lead at a loose budget is therefore no evidence of skill; the share of "
+        "relapses alerted at a fixed burden is, and the curve below shows it at every burden. "
+        "At a loose budget both threshold rules keep an alert open on a large share of days, "
+        "which care teams would learn to ignore.",
         "",
         "![ROC and precision-recall curves](img/model-roc-pr.png)",
         "",
@@ -212,7 +245,7 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         "before it learns them) and is frozen at the start of the held-out period: labels "
         "received later are never read. Thresholds: the model's by two-fold cross-fitting by "
         "patient on the training cohort, the anomaly rule's on the training cohort, each the "
-        "lowest threshold whose alerts stay within the budget.",
+        "threshold that alerted the most training relapses in time within the budget.",
         "* The held-out cohort runs through the core with that version and threshold in "
         "`CoreConfig`; the table scores the assessments and `relapse_risk` alerts the core "
         "emitted. "
@@ -227,7 +260,10 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         "the last 28 days, whose labels are censored.",
         "* A relapse counts as alerted when an alert opened in the 28 days before onset; lead "
         "time is onset minus the first such alert. Alerts per patient-month count alerts "
-        "opened on at-risk days.",
+        "opened on at-risk days; an alert left open does not count again, so the share of days "
+        "with an alert open is shown too. Each threshold is the one that alerted the most "
+        "training relapses in time within the budget (with hysteresis the lowest threshold "
+        "within budget would keep alerts open for weeks and alert nothing in time).",
         "* Hyperparameters (learning rate, L2, smoothing span) were tried on separate tuning "
         "seeds (901-903), never on the seeds reported here.",
         "",
@@ -262,6 +298,21 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         "raise false alerts.",
         "* **One model for all diagnoses**: manic and depressive prodromes move some inputs in "
         "opposite directions; the |z| inputs cover that only in part.",
+        "",
+        "## Versions in production",
+        "",
+        "* The population model is not in any patient's state: a worker passes the version it "
+        "has in `CoreConfig.model` (`config.with_model(snapshot)`); `process(state, event, "
+        "config)` is unchanged, and with `model=None` it emits no assessments.",
+        "* The trainer (`services/training.py`) reads `psymon.risk.v1` and "
+        "`psymon.clinical-outcomes.v1` in `received_at` order and publishes numbered versions "
+        "to a `FileModelStore` (one JSON file per version) or the compacted topic "
+        "`psymon.models.v1`; workers call `LatestModel.refresh()` and score with the newest.",
+        "* Each `RiskAssessment` names `model_name` and `model_version`; a replay that switches "
+        "versions at the same moments (`ModelTimeline.at(received_at)`, or the versions named "
+        "in the stored assessments) reproduces the assessments and alerts bit for bit.",
+        "* The assessments list every input, so they are the trainer's training data; set "
+        "`risk.contributions` to a small number only where no trainer reads them.",
         "",
         "## Operational figures",
         "",

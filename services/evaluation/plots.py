@@ -17,27 +17,43 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from services.evaluation.metrics import pr_curve, roc_curve
+from services.evaluation.protocol import OperatingPoint, operating_point
 from services.evaluation.report import EvaluationReport
 from services.evaluation.series import (
     DAYS_PER_MONTH,
-    MethodSeries,
+    HORIZON_DAYS,
     PatientSeries,
     counts,
 )
-from streams.models.risk_rule import alert_spans
 
 COLOURS = {
     "model": "#1f5fa8",
     "anomaly": "#d9822b",
     "rules": "#6b6b6b",
     "model_at_rules_burden": "#7fa8d8",
+    "model_tight": "#14407a",
+    "anomaly_tight": "#a35a12",
 }
 SHORT = {
     "model": "risk model",
     "anomaly": "anomaly rate",
     "rules": "rating-scale rules",
     "model_at_rules_burden": "risk model at rules' burden",
+    "model_tight": "risk model, stricter budget",
+    "anomaly_tight": "anomaly rate, stricter budget",
 }
+
+
+def chance_sensitivity(alerts_per_month: np.ndarray | float) -> np.ndarray:
+    """Relapses a detector would catch by luck: P(at least one alert in 28 days).
+
+    Alerts at random times, ``alerts_per_month`` per patient-month (Poisson).
+
+    >>> round(float(chance_sensitivity(1.0)), 2)
+    0.6
+    """
+    rate = np.asarray(alerts_per_month, dtype=float)
+    return 1.0 - np.exp(-rate * HORIZON_DAYS / DAYS_PER_MONTH)
 
 
 def _pooled(report: EvaluationReport, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +103,8 @@ def roc_pr(report: EvaluationReport, directory: Path) -> Path:
 
 def lead_times(report: EvaluationReport, directory: Path) -> Path:
     """How many days before onset each method first alerted, per detected relapse."""
-    figure, axis = plt.subplots(figsize=(8, 4))
-    methods = ["model", "anomaly", "rules", "model_at_rules_burden"]
+    figure, axis = plt.subplots(figsize=(8, 5))
+    methods = ["model", "anomaly", "model_tight", "anomaly_tight", "rules", "model_at_rules_burden"]
     for row, method in enumerate(methods):
         leads = report.lead_times.get(method, [])
         jitter = (np.arange(len(leads)) % 7 - 3) * 0.04
@@ -105,35 +121,59 @@ def lead_times(report: EvaluationReport, directory: Path) -> Path:
     return _save(figure, directory / "model-lead-time.png")
 
 
-def _sweep(report: EvaluationReport, method: str, points: int = 40) -> tuple[list[float], ...]:
-    everyone = [s for r in report.seeds for s in r.series]
-    values = np.concatenate([s.methods[method].scores for s in everyone])
-    grid = np.unique(np.quantile(values, np.linspace(0.6, 0.999, points)))
+def _frontier(report: EvaluationReport, method: str, points: int = 60) -> tuple[list[float], ...]:
+    """The most relapses alerted in time at each alert burden, thresholds chosen in hindsight.
+
+    Each seed's threshold is the same quantile of its own scores (the seeds'
+    models differ in scale); counts are pooled over seeds for each quantile.
+    """
     risk = report.settings.risk
-    burdens, sensitivities = [], []
-    for threshold in grid:
-        openings = days = relapses = detected = 0
-        for series in everyone:
-            scores = series.methods[method].scores
-            spans = alert_spans(scores, series.ends, risk, threshold=float(threshold))
-            series.methods["_sweep"] = MethodSeries(scores, [series.days[i] for i, _ in spans], [])
-            c = counts(series, "_sweep")
-            openings, days = openings + c.openings, days + c.at_risk_days
-            relapses, detected = relapses + c.relapses, detected + len(c.lead_times)
-        for series in everyone:
-            del series.methods["_sweep"]
-        burdens.append(openings / (days / DAYS_PER_MONTH))
-        sensitivities.append(detected / max(relapses, 1))
-    return burdens, sensitivities
+    results: list[OperatingPoint] = []
+    for level in np.linspace(0.3, 0.999, points):
+        openings = days = 0.0
+        relapses = detected = 0.0
+        for seed in report.seeds:
+            scores = [s.methods[method].scores for s in seed.series]
+            threshold = float(np.quantile(np.concatenate(scores), level))
+            point = operating_point(seed.series, scores, risk, threshold)
+            seed_days = sum(s.at_risk_days for s in seed.series)
+            seed_relapses = sum(len(s.onsets) for s in seed.series)
+            openings += point.alerts_pm * seed_days / DAYS_PER_MONTH
+            days += seed_days
+            detected += point.sensitivity * seed_relapses
+            relapses += seed_relapses
+        results.append(
+            OperatingPoint(level, openings / (days / DAYS_PER_MONTH), detected / max(relapses, 1))
+        )
+    results.sort(key=lambda p: p.alerts_pm)
+    burdens, best, frontier = [], 0.0, []
+    for point in results:
+        best = max(best, point.sensitivity)
+        burdens.append(point.alerts_pm)
+        frontier.append(best)
+    return burdens, frontier
 
 
 def burden(report: EvaluationReport, directory: Path) -> Path:
     """Relapses caught against alerts per patient-month, over every threshold."""
     figure, axis = plt.subplots(figsize=(7, 4.6))
     for method in ("model", "anomaly"):
-        burdens, sensitivities = _sweep(report, method)
-        axis.plot(burdens, sensitivities, color=COLOURS[method], label=SHORT[method], lw=1.8)
-    for method, marker in (("model", "o"), ("anomaly", "s"), ("rules", "D")):
+        burdens, sensitivities = _frontier(report, method)
+        axis.step(
+            burdens,
+            sensitivities,
+            where="post",
+            color=COLOURS[method],
+            lw=1.8,
+            label=f"{SHORT[method]}: best threshold in hindsight",
+        )
+    for method, marker in (
+        ("model", "o"),
+        ("anomaly", "s"),
+        ("model_tight", "o"),
+        ("anomaly_tight", "s"),
+        ("rules", "D"),
+    ):
         axis.scatter(
             report.interval(method, "alerts_pm").value,
             report.interval(method, "sensitivity").value,
@@ -142,13 +182,24 @@ def burden(report: EvaluationReport, directory: Path) -> Path:
             s=60,
             zorder=3,
             edgecolor="black",
-            label=f"{SHORT[method]}: operating point",
+            label=f"{SHORT[method]}: threshold chosen on training",
         )
-    axis.axvline(report.settings.budget, ls="--", color="black", lw=1, label="alert budget")
+    limit = max(1.0, report.settings.budget * 1.5)
+    grid = np.linspace(0, limit, 100)
+    axis.plot(
+        grid,
+        chance_sensitivity(grid),
+        ls=":",
+        color="black",
+        lw=1,
+        label="alerts at random times",
+    )
+    axis.axvline(report.settings.budget, ls="--", color="black", lw=1, label="alert budgets")
+    axis.axvline(report.settings.tight_budget, ls="--", color="black", lw=1)
     axis.set(
         xlabel="alerts per patient-month (at-risk days)",
         ylabel="relapses alerted within 28 days before onset",
-        xlim=(0, max(3.0, report.settings.budget * 2)),
+        xlim=(0, limit),
         ylim=(0, 1),
     )
     axis.set_title("What an alert budget buys (held-out patients)")

@@ -10,8 +10,9 @@ For each seed ``s``:
    them). Labels received after day ``D`` are never read.
 2. **Thresholds**, on the training cohort only: the model's by two-fold
    cross-fitting by patient (each half scored by a model trained on the
-   other half), the anomaly rate's directly; each the lowest threshold whose
-   alerts stay within the budget per patient-month on at-risk days.
+   other half), the anomaly rate's directly; each the threshold that alerts
+   the most training relapses in time while staying within the budget of
+   alerts per patient-month on at-risk days.
 3. **Held-out cohort** (seed ``s``, other patients, days ``D .. 2D-1``: after
    the training period): every event goes through the core with the last
    version and the chosen threshold in ``CoreConfig``; the core emits the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,7 +44,6 @@ from services.evaluation.series import (
     MethodSeries,
     PatientSeries,
     add_threshold_method,
-    at_risk,
     counts,
     patient_series,
 )
@@ -69,8 +69,9 @@ class Settings:
     samples_per_hour: int = 2
     start: datetime = START
     budget: float = 1.0  # alerts per patient-month
+    tight_budget: float = 0.25  # a stricter second budget, for both threshold methods
     risk: RiskConfig = field(default_factory=RiskConfig)
-    learning_rate: float = 0.05
+    learning_rate: float = 0.02
     l2: float = 1e-3
     positive_weight: float = 1.0
     grace_days: int = 28
@@ -180,44 +181,60 @@ def crossfit(run: CohortRun, settings: Settings) -> dict[str, list[float]]:
     return scores
 
 
-Item = tuple[list[float], list[float], list[bool]]  # scores, day ends, at-risk flags
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What the ``relapse_risk`` rule at one threshold does to a set of patients."""
+
+    threshold: float
+    alerts_pm: float
+    sensitivity: float
 
 
-def burden(items: Sequence[Item], risk: RiskConfig, threshold: float, cooldown: float) -> float:
-    """Alerts per patient-month on at-risk days, were the rule applied at ``threshold``."""
-    openings = days = 0
-    for scores, ends, risky in items:
-        spans = alert_spans(scores, ends, risk, threshold=threshold, cooldown_hours=cooldown)
-        openings += sum(1 for start, _ in spans if risky[start])
-        days += sum(risky)
-    return openings / (days / DAYS_PER_MONTH) if days else 0.0
+def operating_point(
+    patients: Sequence[PatientSeries],
+    scores: Sequence[list[float]],
+    risk: RiskConfig,
+    threshold: float,
+    cooldown: float = 24.0,
+) -> OperatingPoint:
+    """Alerts per patient-month on at-risk days, and the share of relapses alerted in time."""
+    openings = days = relapses = detected = 0
+    for series, values in zip(patients, scores, strict=True):
+        add_threshold_method(series, "_point", values, risk, threshold, cooldown_hours=cooldown)
+        c = counts(series, "_point")
+        del series.methods["_point"]
+        openings, days = openings + c.openings, days + c.at_risk_days
+        relapses, detected = relapses + c.relapses, detected + len(c.lead_times)
+    return OperatingPoint(
+        threshold,
+        openings / (days / DAYS_PER_MONTH) if days else 0.0,
+        detected / relapses if relapses else 0.0,
+    )
 
 
 def choose_threshold(
-    items: Sequence[Item], risk: RiskConfig, budget: float, cooldown: float = 24.0
-) -> tuple[float, float]:
-    """The lowest threshold (of a grid of score quantiles) within ``budget``; and its burden.
+    patients: Sequence[PatientSeries],
+    scores: Sequence[list[float]],
+    risk: RiskConfig,
+    budget: float,
+    cooldown: float = 24.0,
+) -> OperatingPoint:
+    """The threshold that alerts the most relapses in time within ``budget`` (training data).
 
-    Thresholds are tried from high to low and the search stops at the first
-    one over budget, so a threshold is never chosen below one that failed.
+    Not simply the lowest threshold within budget: with hysteresis, a low
+    threshold keeps alerts open for weeks, which *lowers* the count of alerts
+    opened but alerts nothing in time. Ties go to the higher threshold.
     """
-    values = np.concatenate([np.asarray(s, dtype=np.float64) for s, _, _ in items])
-    grid = np.unique(np.quantile(values, np.linspace(0.5, 0.9995, 240)))[::-1]
-    chosen, chosen_burden = float(grid[0]) + 1e-6, 0.0
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for v in scores])
+    grid = np.unique(np.quantile(values, np.linspace(0.3, 0.9995, 120)))[::-1]
+    best: OperatingPoint | None = None
     for candidate in grid:
-        achieved = burden(items, risk, float(candidate), cooldown)
-        if achieved > budget:
-            break
-        chosen, chosen_burden = float(candidate), achieved
-    return min(chosen, 0.999999), chosen_burden
-
-
-def _items(run: CohortRun, scores: dict[str, list[float]]) -> list[Item]:
-    return [
-        (scores[pid], run.patients[pid].ends, [at_risk(run.patients[pid].truth, d) for d in days])
-        for pid in sorted(run.patients)
-        if (days := run.patients[pid].days)
-    ]
+        point = operating_point(patients, scores, risk, float(candidate), cooldown)
+        if point.alerts_pm <= budget and (best is None or point.sensitivity > best.sensitivity):
+            best = point
+    if best is None:  # nothing within budget: alert (almost) never
+        best = operating_point(patients, scores, risk, float(grid[0]) + 1e-6, cooldown)
+    return replace(best, threshold=min(best.threshold, 0.999999))
 
 
 def _prequential(run: CohortRun, trainer: Trainer, cutoff: datetime) -> dict[str, float]:
@@ -244,31 +261,37 @@ def _prequential(run: CohortRun, trainer: Trainer, cutoff: datetime) -> dict[str
     }
 
 
-def _rules_burden(run: CohortRun) -> float:
-    openings = days = 0
-    for pid in sorted(run.patients):
-        series = patient_series(pid, run.patients[pid], run.end)
-        if series is not None:
-            c = counts(series, "rules")
-            openings, days = openings + c.openings, days + c.at_risk_days
-    return openings / (days / DAYS_PER_MONTH) if days else 0.0
-
-
 def calibrate(seed: int, run: CohortRun, settings: Settings) -> tuple[Trainer, dict[str, float]]:
     """Train on the training cohort and choose every threshold on it."""
     trainer = fit(run, settings)
     cooldown = CoreConfig().alerts.cooldown_hours
     risk = settings.risk
-    oof = _items(run, crossfit(run, settings))
-    anomaly = _items(run, {pid: list(run.patients[pid].anomaly) for pid in run.patients})
-    rules = _rules_burden(run)
-    thresholds = {
-        "model": choose_threshold(oof, risk, settings.budget, cooldown)[0],
-        "anomaly": choose_threshold(anomaly, risk, settings.budget, cooldown)[0],
-        "model_at_rules_burden": choose_threshold(oof, risk, max(rules, 1e-9), cooldown)[0],
+    oof = crossfit(run, settings)
+    pids = [pid for pid in sorted(run.patients) if run.patients[pid].days]
+    patients = [patient_series(pid, run.patients[pid], run.end) for pid in pids]
+    known = [p for p in patients if p is not None]
+    model_scores = [oof[pid] for pid in pids]
+    anomaly_scores = [list(run.patients[pid].anomaly) for pid in pids]
+    openings = sum(counts(p, "rules").openings for p in known)
+    days = sum(p.at_risk_days for p in known)
+    rules = openings / (days / DAYS_PER_MONTH) if days else 0.0
+    model = choose_threshold(known, model_scores, risk, settings.budget, cooldown)
+    anomaly = choose_threshold(known, anomaly_scores, risk, settings.budget, cooldown)
+    model_tight = choose_threshold(known, model_scores, risk, settings.tight_budget, cooldown)
+    anomaly_tight = choose_threshold(known, anomaly_scores, risk, settings.tight_budget, cooldown)
+    low = choose_threshold(known, model_scores, risk, max(rules, 1e-9), cooldown)
+    return trainer, {
+        "model": model.threshold,
+        "anomaly": anomaly.threshold,
+        "model_at_rules_burden": low.threshold,
+        "model_tight": model_tight.threshold,
+        "anomaly_tight": anomaly_tight.threshold,
         "rules_burden": rules,
+        "model_training_alerts_pm": model.alerts_pm,
+        "model_training_sensitivity": model.sensitivity,
+        "anomaly_training_alerts_pm": anomaly.alerts_pm,
+        "anomaly_training_sensitivity": anomaly.sensitivity,
     }
-    return trainer, thresholds
 
 
 def heldout_series(
@@ -289,14 +312,14 @@ def heldout_series(
         series.methods["model"] = MethodSeries(probabilities, opened, [r > 0 for r in ranks])
         offline = alert_spans(probabilities, patient.ends, run.config.risk, cooldown_hours=cooldown)
         matches &= [series.days[i] for i, _ in offline] == opened
-        add_threshold_method(series, "anomaly", list(patient.anomaly), risk, thresholds["anomaly"])
-        add_threshold_method(
-            series,
-            "model_at_rules_burden",
-            probabilities,
-            risk,
-            thresholds["model_at_rules_burden"],
-        )
+        anomaly = list(patient.anomaly)
+        for method, scores in (
+            ("anomaly", anomaly),
+            ("model_at_rules_burden", probabilities),
+            ("model_tight", probabilities),
+            ("anomaly_tight", anomaly),
+        ):
+            add_threshold_method(series, method, scores, risk, thresholds[method])
         out.append(series)
     return out, matches
 

@@ -18,12 +18,21 @@ from services.evaluation.metrics import Interval, average_precision, bootstrap, 
 from services.evaluation.protocol import SeedResult, Settings
 from services.evaluation.series import DAYS_PER_MONTH, PatientCounts, PatientSeries, counts
 
-METHODS: tuple[str, ...] = ("model", "anomaly", "rules", "model_at_rules_burden")
+METHODS: tuple[str, ...] = (
+    "model",
+    "anomaly",
+    "model_tight",
+    "anomaly_tight",
+    "rules",
+    "model_at_rules_burden",
+)
 LABELS: dict[str, str] = {
     "model": "relapse-risk model",
     "anomaly": "anomaly-rate rule (Barnett 2018 style)",
     "rules": "rating-scale rules (band entry, reliable deterioration, YMRS)",
     "model_at_rules_burden": "relapse-risk model at the rating-scale rules' alert burden",
+    "model_tight": "relapse-risk model, stricter budget",
+    "anomaly_tight": "anomaly-rate rule, stricter budget",
 }
 METRICS: tuple[str, ...] = (
     "roc_auc",
@@ -32,11 +41,13 @@ METRICS: tuple[str, ...] = (
     "sensitivity",
     "lead_time",
     "alerts_pm",
+    "open_share",
 )
 #: (method, baseline) pairs whose differences are reported.
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("model", "anomaly"),
     ("model", "rules"),
+    ("model_tight", "anomaly_tight"),
     ("model_at_rules_burden", "rules"),
 )
 
@@ -79,6 +90,7 @@ def _metrics(patients: Sequence[_Patient], method: str) -> dict[str, float]:
         "sensitivity": len(leads) / relapses if relapses else float("nan"),
         "lead_time": float(median(leads)) if leads else float("nan"),
         "alerts_pm": openings / (days / DAYS_PER_MONTH) if days else float("nan"),
+        "open_share": float(flags.mean()) if len(flags) else float("nan"),
     }
 
 
@@ -139,6 +151,7 @@ class EvaluationReport:
             },
             "per_seed": {str(k): v for k, v in self.per_seed.items()},
             "thresholds": {str(s.seed): s.thresholds for s in self.seeds},
+            "models": {str(s.seed): s.model.model_dump(mode="json") for s in self.seeds},
             "prequential_training": {str(s.seed): s.prequential for s in self.seeds},
             "core_alerts_match_rule": all(s.core_matches_rule for s in self.seeds),
             "seconds": self.seconds,

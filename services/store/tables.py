@@ -31,6 +31,7 @@ from schemas.events import (
     DeadLetter,
     LabResult,
     RiskAssessment,
+    SubgroupAssigned,
     WearableSample,
     WearableUpload,
 )
@@ -46,6 +47,7 @@ Storable = (
     | RiskAssessment
     | Alert
     | DeadLetter
+    | SubgroupAssigned
 )
 
 Row = tuple[Any, ...]
@@ -194,6 +196,23 @@ def _alert_row(e: Alert) -> Row:
     )
 
 
+def _subgroup_row(e: SubgroupAssigned) -> Row:
+    return (
+        *_envelope(e),
+        e.caused_by,
+        e.scheme,
+        e.scheme_name,
+        e.subgroup,
+        e.previous,
+        e.version,
+        e.probability,
+        e.description,
+        e.citation,
+        _json(e.evidence),
+        e.model_dump_json(),
+    )
+
+
 def _dead_letter_row(e: DeadLetter) -> Row:
     e = pg_safe_dead_letter(e)
     source = e.source
@@ -330,6 +349,25 @@ DEAD_LETTERS = TableSpec(
     _dead_letter_row,
     partitioned=False,
 )
+SUBGROUP_ASSIGNMENTS = TableSpec(
+    "subgroup_assignments",
+    (
+        *_ENVELOPE_COLUMNS,
+        "caused_by",
+        "scheme",
+        "scheme_name",
+        "subgroup",
+        "previous",
+        "version",
+        "probability",
+        "description",
+        "citation",
+        "evidence",
+        "payload",
+    ),
+    _subgroup_row,
+    partitioned=False,
+)
 
 #: Every table the writer loads, in load order.
 TABLES: tuple[TableSpec, ...] = (
@@ -341,6 +379,7 @@ TABLES: tuple[TableSpec, ...] = (
     COURSE_UPDATES,
     RISK_ASSESSMENTS,
     ALERTS,
+    SUBGROUP_ASSIGNMENTS,
     DEAD_LETTERS,
 )
 
@@ -353,6 +392,7 @@ _BY_KIND: dict[str, TableSpec] = {
     "course_update": COURSE_UPDATES,
     "risk_assessment": RISK_ASSESSMENTS,
     "alert": ALERTS,
+    "subgroup_assigned": SUBGROUP_ASSIGNMENTS,
     "dead_letter": DEAD_LETTERS,
 }
 

@@ -1,9 +1,8 @@
 """One patient's relapse-risk inputs, updated as each wearable day closes.
 
 Every input is normalised against the patient's own baseline or bounded, so
-one population model can read every patient (GLOBEM 2022 found
-person-normalised features to generalise across people far better than raw
-ones):
+one population model can read every patient whatever their usual sleep,
+activity or heart rate (the personal baselines of Barnett 2018):
 
 =========================  =============================================================
 input                      definition
@@ -56,7 +55,7 @@ RATING_INPUTS: tuple[str, ...] = (
 #: Every input of the relapse-risk model, in model order.
 INPUTS: tuple[str, ...] = (
     *(f"{f}_z" for f in FEATURES),
-    *(f"{f}_z3" for f in FEATURES),
+    *(f"{f}_abs" for f in FEATURES),
     *(f"{f}_drift" for f in FEATURES),
     "anomaly_rate",
     *RATING_INPUTS,
@@ -148,11 +147,11 @@ class RiskFeatures:
             smooth, spread = memory[at] / _MILLI, memory[at + 1] / _MILLI
             cusum = Cusum(memory[at + 2] / _MILLI, memory[at + 3] / _MILLI)
             if z is None:
-                smooth, spread = smooth * (1.0 - alpha), spread * 0.5
+                smooth, spread = smooth * (1.0 - alpha), spread * (1.0 - alpha)
             else:
                 z = max(-clip, min(clip, z))
                 smooth += alpha * (z - smooth)
-                spread += 0.5 * (z - spread)
+                spread += alpha * (abs(z) - spread)
                 signal = cusum.learn_one(z, k=config.cusum_k, h=h)
                 if signal:
                     signals.append((feature, signal))
@@ -163,7 +162,7 @@ class RiskFeatures:
                 _milli(cusum.down),
             ]
             values[f"{feature}_z"] = memory[at] / _MILLI
-            values[f"{feature}_z3"] = memory[at + 1] / _MILLI
+            values[f"{feature}_abs"] = memory[at + 1] / _MILLI
             values[f"{feature}_drift"] = (memory[at + 2] - memory[at + 3]) / _MILLI / h
         values["anomaly_rate"] = rate
         values.update(rating_inputs(courses, micros(day.end), config))

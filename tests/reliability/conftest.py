@@ -25,6 +25,7 @@ from services.embedded import EmbeddedBroker
 from tests.integration.pg_fixtures import (  # noqa: F401  (fixtures, used by name)
     embedded_pg,
     empty_database_url,
+    pg_data_dir,
     store_url,
 )
 from tests.integration.workers import process_alive

@@ -214,6 +214,25 @@ class Census:
             "duplicated": sum(self.duplicated.values()),
         }
 
+    def differences(self, url: str, expected: dict[str, set[UUID]]) -> dict[str, Any]:
+        """What the lost and the unexpected rows are (table, kind, course signal, late)."""
+        found: dict[str, Any] = {}
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            for table in sorted(self.sent):
+                if not (self.lost[table] or self.extra[table]):
+                    continue
+                want = {str(i) for i in expected.get(table, ())}
+                have = {str(r[0]) for r in conn.execute(f"SELECT event_id FROM {table}")}
+                found[table] = {"lost": sorted(want - have)[:10], "extra": sorted(have - want)[:10]}
+                if table == "course_updates":
+                    rows = conn.execute(
+                        "SELECT event_id::text, signal, late FROM course_updates"
+                    ).fetchall()
+                    found[table]["extra_kinds"] = dict(
+                        Counter(f"{s} late={late}" for i, s, late in rows if i not in want)
+                    )
+        return found
+
     def problems(self) -> str:
         lines = [
             f"{table}: {self.lost[table]} lost, {self.extra[table]} not sent, "
@@ -358,12 +377,10 @@ class Worker(WorkerProcess):
             "--loglevel",
             "info",
         ]
-        if self.database_url and "--database-url" in worker_options():
-            args += ["--database-url", self.database_url]
         env = clean_env(
             PSYMON_KAFKA_BOOTSTRAP=self.bootstrap, PSYMON_PARTITIONS=str(self.partitions)
         )
-        if self.database_url:
+        if self.database_url:  # from the environment, never the command line (ps shows it)
             env["PSYMON_DATABASE_URL"] = self.database_url
         with self.log_path.open("ab") as log:
             self.process = spawn_child(args, env=env, cwd=self.data_dir.parent, stdout=log)
@@ -431,24 +448,6 @@ def kill_hard(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)
 
 
-_WORKER_OPTIONS: list[str] = []
-
-
-def worker_options() -> str:
-    """``python -m services.worker --help`` (to see which options this version takes)."""
-    if not _WORKER_OPTIONS:
-        done = subprocess.run(
-            [sys.executable, "-m", "services.worker", "--help"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=clean_env(),
-        )
-        _WORKER_OPTIONS.append(done.stdout + done.stderr)
-    return _WORKER_OPTIONS[0]
-
-
 @dataclass
 class Pipeline:
     """A broker, a store, stream worker(s) and a sink, wired as ``psymon up`` wires them."""
@@ -482,6 +481,27 @@ class Pipeline:
     @property
     def worker(self) -> Worker:
         return self.workers[0]
+
+    def settle(self, expected: dict[str, set[UUID]], timeout: float = SETTLE_TIMEOUT) -> float:
+        """Wait until the store holds ``expected``, or nothing moves any more; return the wait.
+
+        "Nothing moves": both consumer groups have committed everything and the
+        stored rows did not change for 5 s; the census then shows what is missing.
+        """
+        started = time.monotonic()
+        last: tuple[int, ...] = ()
+        still_since = started
+        while not store_holds(self.database_url, expected):
+            counts = tuple(len(stored_ids(self.database_url, t)) for t in EVENT_TABLES)
+            now = time.monotonic()
+            if counts != last:
+                last, still_since = counts, now
+            elif now - still_since > 5.0 and self.worker_lag() == 0 and self.sink_lag() == 0:
+                break
+            if now - started > timeout:
+                break
+            time.sleep(0.5)
+        return round(time.monotonic() - started, 1)
 
     def processes_alive(self) -> dict[str, bool]:
         alive = {f"worker-{n}": w.running for n, w in enumerate(self.workers, 1)}

@@ -74,9 +74,6 @@ def hostile() -> list[Hostile]:
     seen: set[bytes] = set()
     records = []
     for record in [*corpus(), *generated(), *generated_records(GENERATED)]:
-        d = record.document
-        if isinstance(d, dict) and isinstance(d.get("kind"), (list, dict)):
-            continue  # EXPLORATION ONLY
         if record.data not in seen:
             seen.add(record.data)
             records.append(record)
@@ -322,7 +319,15 @@ def test_hostile_records_on_the_input_topics_neither_stop_the_worker_nor_the_sin
         return writes.count + len(worker_letters()) >= len(hostile) or not worker.running
 
     try:
-        wait_until(settled, "the worker to judge every hostile record", timeout=90)
+        wait_until(settled, "the worker to judge every hostile record", timeout=60)
+    except AssertionError as timeout:
+        judged = worker_letters()
+        missing = [r.name for n, r in enumerate(hostile) if n not in judged]
+        raise AssertionError(
+            f"{timeout}: {writes.count} applied, {len(judged)} dead-lettered of {len(hostile)}; "
+            f"worker alive: {worker.running}; not dead-lettered: {missing[:40]}\n"
+            f"{worker.log_tail(6000)}"
+        ) from None
     finally:
         writes.close()
     dead_lettered = worker_letters()

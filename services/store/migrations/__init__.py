@@ -21,6 +21,7 @@ from services.store.migrations import (
     v0003_views,
     v0004_alert_delivery,
     v0005_audit,
+    v0006_subgroups,
 )
 
 MIGRATIONS: tuple[ModuleType, ...] = (
@@ -29,6 +30,7 @@ MIGRATIONS: tuple[ModuleType, ...] = (
     v0003_views,
     v0004_alert_delivery,
     v0005_audit,
+    v0006_subgroups,
 )
 
 __all__ = ["MIGRATIONS"]

@@ -184,7 +184,7 @@ def test_the_learner_finds_the_informative_input() -> None:
         model.learn_one(x, y)
     snapshot = model.snapshot(version=1)
     weights = dict(zip(snapshot.features, snapshot.weights, strict=True))
-    assert weights["a"] > 0.5 > abs(weights["b"])
+    assert weights["a"] > 0.2 and abs(weights["b"]) < weights["a"] / 4
     assert snapshot.examples == 3000 and 200 < snapshot.positives < 400
 
 
