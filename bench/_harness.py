@@ -12,6 +12,7 @@ is steadier than the rate when the machine is busy with other work.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -137,23 +138,34 @@ def psymon_worker(
 
 
 def produce(bootstrap: str, records: Iterable[Produced]) -> int:
-    """Send records (keyed, in order) and wait until the broker has them all."""
-    from kafka import KafkaProducer
+    """Send records (keyed, in order) and wait until the broker has them all.
 
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=20,
-        batch_size=256 * 1024,
-        max_request_size=8 * 1024 * 1024,
-    )
-    count = 0
-    for topic, key, value in records:
-        producer.send(topic, key=key, value=value)
-        count += 1
-    producer.flush()
-    producer.close()
-    return count
+    aiokafka, not kafka-python: without the ``crc32c`` package kafka-python
+    checksums every batch in pure Python (~18x slower for 8 KB values, measured).
+    """
+
+    async def send_all() -> int:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            linger_ms=20,
+            max_batch_size=1_000_000,
+            max_request_size=8 * 1024 * 1024,
+        )
+        await producer.start()
+        count = 0
+        try:
+            for topic, key, value in records:
+                await producer.send(topic, value=value, key=key)
+                count += 1
+            await producer.flush()
+        finally:
+            await producer.stop()
+        return count
+
+    return asyncio.run(send_all())
 
 
 @dataclass(frozen=True)
@@ -380,6 +392,7 @@ __all__ = [
     "LAB_RESULTS",
     "Child",
     "Span",
+    "clone_state",
     "count_records",
     "cpu_seconds",
     "end_offsets",
@@ -392,7 +405,6 @@ __all__ = [
     "rss_bytes_self",
     "simulated_states",
     "single_events",
-    "clone_state",
     "spawn",
     "timed_span",
     "topics_of",

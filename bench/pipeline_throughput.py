@@ -132,17 +132,64 @@ async def raw_consume(bootstrap: str, topics: list[str], partitions: int, count:
     )
 
 
+def raw_consume_kafka_python(
+    bootstrap: str, topics: list[str], partitions: int, count: int
+) -> None:
+    """The same with kafka-python (the sink's and the ingest's client), default settings."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        assigned = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        seen = 0
+        first = cpu_first = 0.0
+        seen_first = 0
+        deadline = time.monotonic() + WAIT
+        while seen < count and time.monotonic() < deadline:
+            for messages in consumer.poll(timeout_ms=500).values():
+                seen += len(messages)
+            if seen and not seen_first:
+                first, cpu_first, seen_first = time.perf_counter(), time.process_time(), seen
+        last, cpu_last = time.perf_counter(), time.process_time()
+    finally:
+        consumer.close()
+    h.report_child_result(
+        {
+            "messages": seen - seen_first,
+            "seconds": last - first,
+            "cpu": cpu_last - cpu_first,
+            "complete": seen >= count,
+        }
+    )
+
+
+def crc32c_installed() -> bool:
+    """Whether kafka-python checksums with the ``crc32c`` C extension (else: pure Python)."""
+    try:
+        import crc32c  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- measuring
 
 
 def measure_raw(
-    bootstrap: str, topics: list[str], partitions: int, count: int, workdir: Path
+    bootstrap: str,
+    topics: list[str],
+    partitions: int,
+    count: int,
+    workdir: Path,
+    client: str = "aiokafka",
 ) -> Row:
     log = workdir / f"raw-{uuid.uuid4().hex[:6]}.log"
     child = h.spawn(
         [
             str(Path(__file__).resolve()),
-            "--raw-consumer",
+            "--raw-consumer" if client == "aiokafka" else "--raw-kafka-python",
             bootstrap,
             "--topics",
             ",".join(topics),
@@ -157,8 +204,11 @@ def measure_raw(
     result = h.read_child_result(child.log_text())
     if not result["complete"]:
         raise SystemExit(f"the raw consumer read fewer than {count} records:\n{child.log_text()}")
+    name = "raw aiokafka consumer"
+    if client != "aiokafka":
+        name = f"raw kafka-python ({'crc32c' if crc32c_installed() else 'no crc32c'})"
     return Row(
-        "raw aiokafka consumer",
+        name,
         result["messages"],
         result["seconds"],
         1000 * result["cpu"] / max(1, result["messages"]),
@@ -218,6 +268,7 @@ def run_workload(
         h.produce(bootstrap, records)
         h.produce(bootstrap, h.retopic(records, BARE_IN))
         rows.append(measure_raw(bootstrap, topics, partitions, count, workdir))
+        rows.append(measure_raw(bootstrap, topics, partitions, count, workdir, "kafka-python"))
 
         bare = h.spawn(
             [
@@ -312,12 +363,18 @@ def main() -> None:
     )
     parser.add_argument("--bare-worker", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
     parser.add_argument("--raw-consumer", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-kafka-python", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
     parser.add_argument("--topics", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.bare_worker:
         bare_worker(options.bare_worker, options.partitions, options.data_dir)
+        return
+    if options.raw_kafka_python:
+        raw_consume_kafka_python(
+            options.raw_kafka_python, options.topics.split(","), options.partitions, options.count
+        )
         return
     if options.raw_consumer:
         asyncio.run(

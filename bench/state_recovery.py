@@ -95,7 +95,7 @@ def restart(
 
 
 def _ready_seconds(log: str, started: float, to_output: float) -> float:
-    """Seconds from start to faust's "Ready" line (from its log time stamp), else the output time."""
+    """Seconds from start to faust's "Ready" log line, else ``to_output``."""
     stamps = [line[1:24] for line in log.splitlines() if h.READY in line and line.startswith("[")]
     if not stamps:
         return to_output
@@ -176,9 +176,10 @@ def main() -> None:
             restored = update.get("baseline") == baseline
             recovery = output - output0
             print(
-                f"  {count:>7,} patients: ready after {ready:5.1f} s, first new event processed after "
-                f"{output:5.1f} s -> recovery {recovery:5.1f} s ({count / max(recovery, 1e-3):,.0f} "
-                f"patients/s), worker RSS {rss / 2**20:5.0f} MiB "
+                f"  {count:>7,} patients: ready after {ready:5.1f} s, first new event processed "
+                f"after {output:5.1f} s -> recovery {recovery:5.1f} s "
+                f"({count / max(recovery, 1e-3):,.0f} patients/s), "
+                f"worker RSS {rss / 2**20:5.0f} MiB "
                 f"({(rss - rss0) / count / 1024:.1f} KiB/patient); state restored: "
                 f"{'yes' if restored else 'NO'} (changelog filled in {fill:.0f} s)"
             )

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from services.evaluation.card import write_card
 from services.evaluation.protocol import Settings, run_protocol
 from services.evaluation.report import LABELS, METHODS, METRICS, EvaluationReport, summarise
 
@@ -79,6 +78,13 @@ def evaluate(
     report = summarise(settings, results, seconds=time.perf_counter() - began)
     report.seconds = time.perf_counter() - began
     if out_dir is not None:
+        try:
+            from services.evaluation.card import write_card
+        except ModuleNotFoundError as missing:
+            raise RuntimeError(
+                f"writing the model card needs {missing.name!r} (pip install matplotlib); "
+                "or pass out_dir=None to get the numbers only"
+            ) from missing
         write_card(report, Path(out_dir))
     return report
 

@@ -177,8 +177,11 @@ class RiskConfig(_Section):
 
     Inputs are computed as each wearable day closes, from the day's robust
     z-scores against the patient's own baseline (:mod:`streams.models.features`).
-    The alert threshold was chosen on simulated training cohorts to keep
-    within ``alert_budget_per_patient_month`` (``docs/model-card.md``).
+    The default alert threshold is the median of those ``psymon evaluate``
+    chose on its three simulated training cohorts for
+    ``alert_budget_per_patient_month`` (0.25: the threshold for 1 alert per
+    patient-month kept an alert open on 43 % of days). It belongs to models
+    trained as there (``docs/model-card.md``); choose it again for another model.
     """
 
     #: A relapse or hospitalisation onset within this many days after a day makes it positive.
@@ -203,13 +206,13 @@ class RiskConfig(_Section):
     clinician_days: int = Field(default=42, ge=1, le=365)
     #: The alert opens after ``alert_days`` consecutive assessments at or above
     #: ``alert_threshold`` ...
-    alert_threshold: float = Field(default=0.2, gt=0, lt=1)
+    alert_threshold: float = Field(default=0.11, gt=0, lt=1)
     alert_days: int = Field(default=2, ge=1, le=28)
     #: ... and closes after ``close_days`` consecutive assessments below ``close_threshold``.
-    close_threshold: float = Field(default=0.16, gt=0, lt=1)
+    close_threshold: float = Field(default=0.088, gt=0, lt=1)
     close_days: int = Field(default=3, ge=1, le=28)
     #: The alert burden the threshold was chosen for (alerts per patient-month).
-    alert_budget_per_patient_month: float = Field(default=1.0, gt=0)
+    alert_budget_per_patient_month: float = Field(default=0.25, gt=0)
     #: Features named in each assessment, largest |contribution| first (0: every
     #: input, which the trainer needs to learn from the assessments).
     contributions: int = Field(default=0, ge=0, le=64)

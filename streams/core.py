@@ -156,7 +156,6 @@ def _sparse(
         wearable=days_may_close,
         rules=True,
         risk=days_may_close,
-        strata=True,
     )
     new.patient_id = event.patient_id
     new.events.remember(event.event_id, micros(event.observed_at), config.dedup.remembered_events)
@@ -284,9 +283,7 @@ def _wearable(
         new = state.copy()
         new.counters.duplicates += 1
         return new, []
-    new = state.copy(
-        uploads=upload, order=True, wearable=True, rules=True, risk=True, strata=True
-    )
+    new = state.copy(uploads=upload, order=True, wearable=True, rules=True, risk=True)
     new.patient_id = event.patient_id
     new.counters.events += 1
     stream = f"{event.source.system}|{event.source.device or ''}"

@@ -26,8 +26,20 @@ def _verdict(report: EvaluationReport) -> list[str]:
     checks = [
         ("model", "anomaly", "pr_auc", "PR-AUC", "the anomaly-rate rule"),
         ("model", "rules", "pr_auc", "PR-AUC", "the rating-scale rules"),
-        ("model", "anomaly", "lead_time", "median lead time", "the anomaly-rate rule"),
-        ("model", "anomaly", "sensitivity", "share of relapses alerted", "the anomaly-rate rule"),
+        (
+            "model",
+            "anomaly",
+            "lead_time",
+            "median lead time at the budget",
+            "the anomaly-rate rule",
+        ),
+        (
+            "model",
+            "anomaly",
+            "sensitivity",
+            "share of relapses alerted at the budget",
+            "the anomaly-rate rule",
+        ),
         (
             "model_tight",
             "anomaly_tight",
@@ -71,6 +83,25 @@ def _verdict(report: EvaluationReport) -> list[str]:
             verdict = "**the model is not better**"
         lines.append(f"* **{name}** vs {other}: {verdict} (difference {difference.text()}).")
     return lines
+
+
+def _over_budget(report: EvaluationReport) -> list[str]:
+    lines = []
+    settings = report.settings
+    for method, budget in (
+        ("model", settings.budget),
+        ("anomaly", settings.budget),
+        ("model_tight", settings.tight_budget),
+        ("anomaly_tight", settings.tight_budget),
+    ):
+        burden = report.interval(method, "alerts_pm").value
+        if burden > budget:
+            lines.append(
+                f"On the held-out patients the row *{LABELS[method]}* raised {burden:.2f} "
+                f"alerts per patient-month against a budget of {budget:g}: a threshold chosen on "
+                f"{settings.patients} training patients carries that much error."
+            )
+    return [" ".join(lines), ""] if lines else []
 
 
 def _always_open_f2(report: EvaluationReport) -> float:
@@ -141,7 +172,9 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
     )
     settings = report.settings
     sizes = sorted(b for r in report.seeds for b in r.state_bytes)
+    risk_sizes = sorted(b for r in report.seeds for b in r.risk_bytes) or [0]
     thresholds = [r.thresholds["model"] for r in report.seeds]
+    strict = [r.thresholds["model_tight"] for r in report.seeds]
     text = [
         "# Model card: relapse_risk",
         "",
@@ -164,6 +197,7 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         "",
         *_results_table(report),
         "",
+        *_over_budget(report),
         "Does the model beat the baselines on these held-out patients?",
         "",
         *_verdict(report),
@@ -225,10 +259,15 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         f"{settings.risk.alert_days} consecutive days at or above the threshold, closes after "
         f"{settings.risk.close_days} consecutive days below "
         f"{settings.risk.close_threshold / settings.risk.alert_threshold:.0%} of it. Thresholds "
-        f"chosen on the training cohorts: {', '.join(f'{t:.3f}' for t in thresholds)} "
-        f"(median {median(thresholds):.3f}).",
+        f"chosen on the training cohorts for {settings.budget:g} alert per patient-month: "
+        f"{', '.join(f'{t:.3f}' for t in thresholds)} (median {median(thresholds):.3f}); for "
+        f"{settings.tight_budget:g}: {', '.join(f'{t:.3f}' for t in strict)} (median "
+        f"{median(strict):.3f}). `RiskConfig.alert_threshold` defaults to the stricter "
+        "budget's median: at the looser one an alert stays open on a large share of days.",
         "",
-        "Largest weights of the seed-" + str(report.seeds[0].seed) + " model:",
+        "Largest weights of the seed-" + str(report.seeds[0].seed) + " model (small, and "
+        "not all of the expected sign: the inputs are weak and correlated, and averaged "
+        "online steps shrink the weights):",
         "",
         *_weights(report),
         "",
@@ -319,7 +358,9 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         f"* Patient state with the per-patient model parts, at the end of the held-out period: "
         f"median {sizes[len(sizes) // 2]:,} bytes, largest {sizes[-1]:,} "
         f"({sum(1 for s in sizes if s > 8192)} of {len(sizes)} over 8 KB); "
-        "`streams.state_size`.",
+        f"`streams.state_size`. The risk models' part (inputs, drift, anomaly window, alert "
+        f"rule): median {risk_sizes[len(risk_sizes) // 2]:,} bytes, so 100,000 patients "
+        f"carry about {risk_sizes[len(risk_sizes) // 2] * 100_000 / 1e6:.0f} MB of it.",
         f"* This evaluation took {report.seconds:.0f} s ({settings.workers} worker processes).",
         "* Numbers behind this page: `docs/img/model-card-results.json`.",
         "",

@@ -26,6 +26,8 @@ from services.evaluation.series import (
     counts,
 )
 
+#: The operating point the example patient is drawn with (the configured default).
+EXAMPLE_METHOD = "model_tight"
 COLOURS = {
     "model": "#1f5fa8",
     "anomaly": "#d9822b",
@@ -209,11 +211,12 @@ def burden(report: EvaluationReport, directory: Path) -> Path:
 
 
 def _example(report: EvaluationReport) -> tuple[PatientSeries, float] | None:
+    """The first held-out patient whose relapse the stricter-budget alert caught."""
     for result in report.seeds:
         for series in result.series:
-            c = counts(series, "model")
+            c = counts(series, EXAMPLE_METHOD)
             if c.lead_times and series.truth.relapses:
-                return series, result.thresholds["model"]
+                return series, result.thresholds[EXAMPLE_METHOD]
     return None
 
 
@@ -230,9 +233,11 @@ def example(report: EvaluationReport, directory: Path) -> Path | None:
         return float((day - first).days)
 
     days = [x(d) for d in series.days]
-    model = series.methods["model"]
+    model = series.methods[EXAMPLE_METHOD]
     axis.plot(days, model.scores, color=COLOURS["model"], lw=1.8, label="relapse risk")
-    axis.axhline(threshold, color=COLOURS["model"], ls="--", lw=1, label="alert threshold")
+    axis.axhline(
+        threshold, color=COLOURS["model"], ls="--", lw=1, label="alert threshold (stricter budget)"
+    )
     for start, flag in zip(days, model.open_at_end, strict=True):
         if flag:
             axis.axvspan(start, start + 1, color=COLOURS["model"], alpha=0.12)

@@ -119,6 +119,7 @@ class SeedResult:
     series: list[PatientSeries]
     core_matches_rule: bool
     state_bytes: list[int]
+    risk_bytes: list[int] = field(default_factory=list)
 
 
 def _training_run(seed: int, settings: Settings) -> CohortRun:
@@ -372,6 +373,7 @@ def run_protocol(settings: Settings) -> list[SeedResult]:
                 series=series,
                 core_matches_rule=matches,
                 state_bytes=[p.state_bytes for p in run.patients.values()],
+                risk_bytes=[p.risk_bytes for p in run.patients.values()],
             )
         )
     return results

@@ -9,6 +9,7 @@ clinical outcomes (the trainer's labels) and the simulator's ground truth.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -45,6 +46,7 @@ class PatientRun:
     outcomes: list[ClinicalOutcome] = field(default_factory=list)
     events: int = 0
     state_bytes: int = 0
+    risk_bytes: int = 0  # the risk models' part of the state (features, drift, alert rule)
 
     def probabilities(self) -> list[float | None]:
         """The model's probability for each day of :attr:`days` (None: not assessed)."""
@@ -94,6 +96,8 @@ def run_cohort(cohort: Cohort, config: CoreConfig) -> CohortRun:
                 run.alerts.append(output)
     for pid, state in states.items():
         runs[pid].state_bytes = state_size(state)
+        parts = (state.risk, state.rules.relapse_risk)
+        runs[pid].risk_bytes = len(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL))
     first = cohort.start.date()
     return CohortRun(runs, first, first + timedelta(days=cohort.days - 1), config)
 

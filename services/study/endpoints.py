@@ -102,8 +102,10 @@ def time_to_event(
         if arm != reference and reference in curves
     ]
     if endpoint.by_subgroup:
-        for label in sorted({r["subgroups"] for r in rows}):
-            within = [r for r in rows if r["subgroups"] == label]
+        # A patient can hold several labels (a specifier and a cluster): compare within each.
+        held = {r["patient_id"]: set(r["subgroups"].split(";")) for r in rows}
+        for label in sorted(set().union(*held.values()) if held else ()):
+            within = [r for r in rows if label in held[r["patient_id"]]]
             arms = {r["arm"] for r in within}
             for arm in sorted(arms - {reference}):
                 if reference in arms:
@@ -120,7 +122,7 @@ def _compare_survival(
     group = [int(r["arm"] == arm) for r in pair]
     test = logrank(times, events, group)
     hr = cox_hazard_ratio(times, events, group)
-    finite = math.isfinite(hr.upper)
+    finite = hr.estimable and math.isfinite(hr.upper)
     return {
         "arm": arm,
         "reference": reference,
@@ -129,10 +131,11 @@ def _compare_survival(
         "n_reference": len(group) - sum(group),
         "events": sum(e for e, g in zip(events, group, strict=True) if g),
         "events_reference": sum(e for e, g in zip(events, group, strict=True) if not g),
-        "hazard_ratio": round(hr.hazard_ratio, 6),
-        "hr_lower_95": round(hr.lower, 6),
+        "hazard_ratio": round(hr.hazard_ratio, 6) if hr.estimable else None,
+        "hr_lower_95": round(hr.lower, 6) if finite else None,
         "hr_upper_95": round(hr.upper, 6) if finite else None,
-        "hr_p_value": hr.p_value,
+        "hr_p_value": hr.p_value if hr.estimable else None,
+        "hr_estimable": hr.estimable,
         "logrank_chi2": round(test.chi2, 6),
         "logrank_p_value": test.p_value,
         "method": "Cox partial likelihood (Breslow ties), Wald 95 % CI; log-rank test",

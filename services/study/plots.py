@@ -55,7 +55,7 @@ def kaplan_meier_plot(
             curve.times, curve.lower, curve.upper, step="post", color=colour, alpha=0.15
         )
     axis.set(xlabel="days since the landmark", ylabel="free of the event", ylim=(0, 1.02))
-    axis.set_title(title)
+    axis.set_title(title, fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(loc="lower left", fontsize=8)
     return _save(figure, path)

@@ -15,8 +15,8 @@ event, 0 for censoring.
 >>> times = [5, 8, 8, 12, 20, 20, 25, 30]
 >>> events = [1, 1, 0, 1, 1, 0, 0, 0]
 >>> curve = kaplan_meier(times, events)
->>> [(t, round(s, 3)) for t, s in zip(curve.times, curve.survival)]
-[(0.0, 1.0), (5.0, 0.875), (8.0, 0.75), (12.0, 0.6), (20.0, 0.45)]
+>>> [(t, round(s, 3)) for t, s in zip(curve.times, curve.survival)]  # to the last follow-up
+[(0.0, 1.0), (5.0, 0.875), (8.0, 0.75), (12.0, 0.6), (20.0, 0.45), (30.0, 0.45)]
 >>> curve.median  # the first time survival is at or below one half
 20.0
 """
@@ -32,7 +32,11 @@ Z95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class SurvivalCurve:
-    """A Kaplan-Meier curve: survival just after each event time, with its 95 % band."""
+    """A Kaplan-Meier curve: survival just after each event time, with its 95 % band.
+
+    When follow-up goes on after the last event, a last step with no event
+    marks the end of follow-up.
+    """
 
     times: tuple[float, ...]
     survival: tuple[float, ...]
@@ -108,6 +112,14 @@ def kaplan_meier(times: Sequence[float], events: Sequence[int]) -> SurvivalCurve
             if median is None and survival <= 0.5:
                 median = t
         at_risk -= leaving
+    if pairs and pairs[-1][0] > out_t[-1]:  # the curve runs on to the end of follow-up
+        last = pairs[-1][0]
+        out_t.append(last)
+        out_s.append(out_s[-1])
+        out_lo.append(out_lo[-1])
+        out_hi.append(out_hi[-1])
+        out_r.append(sum(1 for t, _ in pairs if t >= last))
+        out_d.append(0)
     return SurvivalCurve(
         tuple(out_t),
         tuple(out_s),
@@ -188,6 +200,9 @@ class HazardRatio:
     p_value: float
     events: int
     iterations: int
+    #: False when one group has no event (or every event): the partial likelihood
+    #: then has no maximum and the ratio is 0 or infinite (reported, not estimated).
+    estimable: bool = True
 
 
 def cox_hazard_ratio(
@@ -198,6 +213,8 @@ def cox_hazard_ratio(
     >>> hr = cox_hazard_ratio([1, 2, 3, 4, 5, 6, 7, 8], [1] * 8, [1, 1, 0, 1, 0, 1, 0, 0])
     >>> round(hr.hazard_ratio, 2), hr.lower < hr.hazard_ratio < hr.upper
     (3.46, True)
+    >>> cox_hazard_ratio([1, 2, 3], [1, 0, 1], [0, 1, 0]).estimable  # no event in group 1
+    False
     """
     _check(times, events)
     rows = sorted(zip((float(t) for t in times), events, group, strict=True), reverse=True)
@@ -217,6 +234,20 @@ def cox_hazard_ratio(
         if d:
             blocks.append((at_risk, at_risk1, d, d1))
     total_events = sum(b[2] for b in blocks)
+    events_1 = sum(b[3] for b in blocks)
+    if total_events == 0 or events_1 in (0, total_events):
+        none_in_1 = events_1 == 0
+        return HazardRatio(
+            hazard_ratio=0.0 if none_in_1 else math.inf,
+            lower=0.0,
+            upper=math.inf,
+            log_hr=-math.inf if none_in_1 else math.inf,
+            se=math.inf,
+            p_value=1.0,
+            events=total_events,
+            iterations=0,
+            estimable=False,
+        )
     beta, information, iterations = 0.0, 0.0, 0
     for iterations in range(1, max_iter + 1):  # noqa: B007
         score, information = 0.0, 0.0

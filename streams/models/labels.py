@@ -58,13 +58,13 @@ class DelayedLabeller:
 
     Times are epoch microseconds: ``at`` is the end of the day the inputs
     describe, ``onset`` an outcome's ``observed_at``, ``received`` its
-    ``received_at``, ``now`` the trainer's clock (event time).
+    ``received_at``, ``clock`` the trainer's clock (event time, the ``now`` of ``release``).
     """
 
     horizon: int
     grace: int
     refractory: int
-    now: int | None = None
+    clock: int | None = None
     pending: dict[str, list[tuple[int, Inputs]]] = field(default_factory=dict)
     onsets: dict[str, list[int]] = field(default_factory=dict)
     arriving: list[tuple[int, str, int]] = field(default_factory=list)
@@ -88,12 +88,12 @@ class DelayedLabeller:
 
     def release(self, now: int) -> list[Labelled]:
         """Advance the clock to ``now``; the inputs whose label became known, labelled."""
-        if self.now is not None and now < self.now:
+        if self.clock is not None and now < self.clock:
             raise ValueError(
-                f"the labeller's clock cannot run backwards (at {self.now}, asked for {now}); "
+                f"the labeller's clock cannot run backwards (at {self.clock}, asked for {now}); "
                 "feed events in received_at order"
             )
-        self.now = now
+        self.clock = now
         released: list[Labelled] = []
         while self.arriving and self.arriving[0][0] <= now:
             _, patient, onset = heapq.heappop(self.arriving)

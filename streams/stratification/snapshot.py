@@ -47,9 +47,11 @@ _LOG_2PI = math.log(2 * math.pi)
 FEATURE_WORDS: dict[str, tuple[str, str, str]] = {
     "phq_somatic": ("somatic depressive symptoms", "more", "fewer"),
     "phq_cognitive": ("cognitive-affective depressive symptoms", "more", "fewer"),
+    "phq_somatic_share": ("somatic share of depressive symptoms", "higher", "lower"),
     "panss_positive": ("positive psychotic symptoms", "more", "fewer"),
     "panss_negative": ("negative symptoms", "more", "fewer"),
     "panss_general": ("general psychopathology", "more", "less"),
+    "panss_negative_share": ("negative share of psychotic symptoms", "higher", "lower"),
     "crp_log": ("CRP", "higher", "lower"),
     "il6_log": ("IL-6", "higher", "lower"),
     "sleep_duration": ("sleep", "longer", "shorter"),

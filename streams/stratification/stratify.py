@@ -50,8 +50,13 @@ _DAY_US = 86_400_000_000
 
 
 def _strata(state: PatientState) -> StratificationState:
-    if state.strata is None:
-        state.strata = StratificationState()
+    """The state's stratification, copied before it is written (copy-on-write).
+
+    ``process`` shares unchanged parts between the old and the new state; the
+    stratification is copied here, when it changes, rather than on every
+    event (most wearable uploads close no day).
+    """
+    state.strata = StratificationState() if state.strata is None else state.strata.clone()
     return state.strata
 
 

@@ -248,6 +248,54 @@ def store_holds(url: str, expected: dict[str, set[UUID]]) -> bool:
     return all(ids <= set(stored_ids(url, table)) for table, ids in expected.items())
 
 
+def compare_with_uninterrupted(
+    url: str, expected: dict[str, set[UUID]], derived: Sequence[Any], census: Census
+) -> list[str]:
+    """How the store differs from an uninterrupted run of the history (empty: it does not).
+
+    Every event once, nothing lost, nothing the uninterrupted run does not
+    derive; each alert with the same changes; each output with the same content.
+    """
+    from pydantic import TypeAdapter
+
+    from schemas.events import AnyEvent
+
+    problems = []
+    totals = census.totals()
+    if totals["lost"] or totals["duplicated"] or totals["extra"]:
+        problems.append(
+            f"the store differs from an uninterrupted run: {census.problems()}; "
+            f"{census.differences(url, expected)}"
+        )
+    live = alert_transitions(stored_alerts(url))
+    uninterrupted = alert_transitions(o for o in derived if o.kind == "alert")
+    if live != uninterrupted:
+        differing = sorted(
+            k for k in live.keys() | uninterrupted.keys() if live.get(k) != uninterrupted.get(k)
+        )
+        problems.append(f"alerts differ from an uninterrupted run: {differing}")
+    adapter: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+    outputs = stored_payloads(url, ("course_updates", "risk_assessments", "alerts"))
+    stored = {i: adapter.validate_python(p).model_dump(mode="json") for i, p in outputs.items()}
+    offline = {str(o.event_id): o.model_dump(mode="json") for o in derived}
+    differing = [i for i in offline if i in stored and stored[i] != offline[i]]
+    if differing:
+        first = differing[0]
+        fields = sorted(
+            k
+            for k in offline[first].keys() | stored[first].keys()
+            if offline[first].get(k) != stored[first].get(k)
+        )
+        problems.append(
+            f"{len(differing)} outputs differ in content from an uninterrupted run, e.g. "
+            f"{offline[first]['kind']} {first}: "
+            + ", ".join(
+                f"{k} {offline[first].get(k)!r} -> {stored[first].get(k)!r}" for k in fields
+            )
+        )
+    return problems
+
+
 # --------------------------------------------------------------------------- broker
 
 
@@ -280,10 +328,11 @@ class BrokerProbe:
         finally:
             consumer.close()
             admin.close()
-        return sum(
+        lag: int = sum(
             max(0, end - (committed[tp].offset if tp in committed else 0))
             for tp, end in ends.items()
         )
+        return lag
 
     def records(self, topics: Sequence[str] = ALL_TOPICS) -> list[tuple[str, bytes | None, bytes]]:
         """Every record now on ``topics``: ``(topic, key, value)``."""
@@ -342,6 +391,27 @@ class StateWrites:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def stale_states(bootstrap: str, app_id: str, events: Sequence[Any]) -> dict[str, int]:
+    """Patients whose latest state (on the changelog) has applied fewer events than were sent.
+
+    Every event applied, duplicates included, adds one to ``counters.events`` or
+    ``counters.duplicates``; a final state below the number of events sent
+    means the worker went on from an older state and those events are missing
+    from it. Returns ``pseudonym prefix -> events missing``.
+    """
+    latest: dict[str, int] = {}
+    for _, key, value in BrokerProbe(bootstrap).records(changelog_topics(app_id)):
+        if key is not None and value:
+            counters = json.loads(value)["counters"]
+            latest[key.decode()] = counters["events"] + counters["duplicates"]
+    sent = Counter(e.patient_id for e in events)
+    return {
+        patient[:10]: n - latest.get(patient, 0)
+        for patient, n in sent.items()
+        if latest.get(patient, 0) < n
+    }
 
 
 def send(bootstrap: str, events: Sequence[Any], *, client_id: str = "psymon-reliability") -> None:

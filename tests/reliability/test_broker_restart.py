@@ -36,14 +36,13 @@ from tests.reliability.harness import (
     Census,
     Pipeline,
     StateWrites,
-    alert_transitions,
     cohort,
+    compare_with_uninterrupted,
     expected_rows,
     offline_outputs,
     record_figures,
     send,
     store_holds,
-    stored_alerts,
     stored_ids,
     timer,
     wait_until,
@@ -112,13 +111,7 @@ def _ready(pipeline: Pipeline, bootstrap: str) -> None:
 
 def _verdict(store_url: str, expected: dict[str, Any], derived: list[Any]) -> list[str]:
     census = Census.take(store_url, expected)
-    problems = []
-    if any(census.totals()[k] for k in ("lost", "duplicated", "extra")):
-        problems.append(f"the store differs from an uninterrupted run: {census.problems()}")
-    live = alert_transitions(stored_alerts(store_url))
-    if live != alert_transitions(o for o in derived if o.kind == "alert"):
-        problems.append("the alerts differ from an uninterrupted run")
-    return problems
+    return compare_with_uninterrupted(store_url, expected, derived, census)
 
 
 def _figures(figures: dict[str, Any], store_url: str, expected: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ def test_kaplan_meier_matches_the_product_limit_by_hand() -> None:
     curve = kaplan_meier([6, 6, 6, 7, 10, 13, 16], [1, 1, 0, 1, 0, 1, 1])
     # 7 at risk at day 6, 2 events: 5/7; day 7: 4 at risk, 1 event; day 13: 2 at risk; day 16: 1.
     expected = [1.0, 5 / 7, 5 / 7 * 3 / 4, 5 / 7 * 3 / 4 * 1 / 2, 0.0]
-    assert list(curve.times) == [0.0, 6.0, 7.0, 13.0, 16.0]
+    assert list(curve.times) == [0.0, 6.0, 7.0, 13.0, 16.0]  # the last time is an event
     assert curve.survival == pytest.approx(expected)
     assert curve.at_risk == (7, 7, 4, 2, 1)
     assert curve.median == 13.0
@@ -45,6 +45,9 @@ def test_kaplan_meier_matches_the_product_limit_by_hand() -> None:
 
 
 def test_kaplan_meier_refuses_what_is_not_a_time_or_an_event() -> None:
+    censored_last = kaplan_meier([2, 5], [1, 0])
+    assert censored_last.times == (0.0, 2.0, 5.0) and censored_last.events == (0, 1, 0)
+    assert censored_last.survival[-1] == censored_last.survival[-2] == 0.5
     with pytest.raises(ValueError, match="accepted: 1 \\(event\\) or 0"):
         kaplan_meier([1.0], [2])
     with pytest.raises(ValueError, match="finite times >= 0"):
