@@ -29,7 +29,7 @@ from typing import Any
 from schemas.events import ClinicalScore, LabResult
 from schemas.examples import EXAMPLE_KEY
 from schemas.identity import pseudonymise
-from schemas.topics import CLINICAL_SCORES, LAB_RESULTS, topic_for_kind
+from schemas.topics import topic_for_kind
 from services.embedded import spawn_child, stop_child
 
 #: What faust logs (at info level) once a worker has its partitions and recovered its tables.
@@ -388,8 +388,6 @@ def retopic(records: Iterable[Produced], topic: str) -> list[Produced]:
 
 
 __all__ = [
-    "CLINICAL_SCORES",
-    "LAB_RESULTS",
     "Child",
     "Span",
     "clone_state",

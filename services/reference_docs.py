@@ -26,7 +26,7 @@ REFERENCE_DIR = Path(__file__).resolve().parents[1] / "docs" / "reference"
 
 def _type_of(spec: dict[str, Any], defs: dict[str, Any]) -> str:
     if "$ref" in spec:
-        return spec["$ref"].rsplit("/", 1)[-1]
+        return str(spec["$ref"]).rsplit("/", 1)[-1]
     if "const" in spec:
         return f"`{spec['const']}`"
     if "enum" in spec:

@@ -263,8 +263,11 @@ def _record(event: EventT[Any]) -> Record:
 
 
 class TableWrites(MutableMapping[bytes, bytes]):
-    """The state table as :func:`handle` sees it inside a batch: reads and writes the
-    table's local store and remembers what was written, for the changelog.
+    """The state table as :func:`handle` sees it in a batch: the local store, writes noted.
+
+    The agent sends what was written to the changelog topic itself, with the
+    partition of the record being applied (faust's table would take it from
+    the stream's current event, which a batch does not have).
 
     >>> store: dict[bytes, bytes] = {}
     >>> view = TableWrites(store)
@@ -329,7 +332,7 @@ class Transport(faust_aiokafka.Transport):
 
 
 def _delivered(future: asyncio.Future[Any]) -> None:
-    """Log a record the producer could not deliver (faust's ``Topic.send`` only logs too)."""
+    """Log a record the producer could not deliver (``Topic.send`` would not raise either)."""
     if not future.cancelled() and future.exception() is not None:
         error = future.exception()
         logger.error("the producer could not deliver a record (%s)", type(error).__name__)

@@ -51,6 +51,11 @@ class OrderingConfig(_Section):
     #: Wearable days close this long after local midnight: phones upload in
     #: batches, and a night's sleep is often synced only after waking up.
     wearable_lateness_hours: Hours = 12.0
+    #: Scores, labs and outcomes close wearable days only this long after their own
+    #: newest time. The broker's topics are read at different paces (after a backlog
+    #: the small score topic drains long before the wearable one), so a score read
+    #: ahead of the wearable stream must not declare the patient's wearable data lost.
+    other_families_close_after_hours: Hours = 72.0
     #: Events held back at most; beyond it the oldest is applied at once.
     max_pending_events: int = Field(default=64, ge=1, le=4096)
 

@@ -316,11 +316,21 @@ def _wearable(
 
 
 def _close_days(state: PatientState, cause: InputEvent, config: CoreConfig) -> list[Output]:
-    """Close every wearable day the newest event time of any family has passed."""
+    """Close every wearable day the newest event time has passed.
+
+    The wearable family's own newest time counts as it is; other families' only
+    ``other_families_close_after_hours`` later (see :class:`streams.config.OrderingConfig`),
+    so days still close, and data loss is still noticed, when a patient sends scores but
+    no wearable data, while a score topic read ahead of the wearable topic closes nothing.
+    """
     wearable = state.wearable
     if not wearable.open and not wearable.tracking:
         return []
-    newest = max(state.order.newest.values(), default=None)
+    slack = round(config.ordering.other_families_close_after_hours * 3600 * 1_000_000)
+    candidates = [
+        at if family == WEARABLE else at - slack for family, at in state.order.newest.items()
+    ]
+    newest = max(candidates, default=None)
     if newest is None:
         return []
     lateness = round(config.ordering.wearable_lateness_hours * 3600)

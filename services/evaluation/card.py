@@ -359,8 +359,9 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         f"median {sizes[len(sizes) // 2]:,} bytes, largest {sizes[-1]:,} "
         f"({sum(1 for s in sizes if s > 8192)} of {len(sizes)} over 8 KB); "
         f"`streams.state_size`. The risk models' part (inputs, drift, anomaly window, alert "
-        f"rule): median {risk_sizes[len(risk_sizes) // 2]:,} bytes, so 100,000 patients "
-        f"carry about {risk_sizes[len(risk_sizes) // 2] * 100_000 / 1e6:.0f} MB of it.",
+        f"rule), pickled on its own: median {risk_sizes[len(risk_sizes) // 2]:,} bytes (less "
+        "inside the state, whose pickle names each class once), at most "
+        f"{risk_sizes[len(risk_sizes) // 2] * 100_000 / 1e6:.0f} MB for 100,000 patients.",
         f"* This evaluation took {report.seconds:.0f} s ({settings.workers} worker processes).",
         "* Numbers behind this page: `docs/img/model-card-results.json`.",
         "",

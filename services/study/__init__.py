@@ -16,7 +16,8 @@ The guide is docs/stratification.md.
 
 from __future__ import annotations
 
-from services.study.run import load_attributes, run_study
+from services.study.cohort import load_attributes
+from services.study.run import run_study
 from services.study.spec import StudySpec
 from services.study.subgroups import OnlineSubgroupTrainer, fit_subgroups, profile_vectors
 

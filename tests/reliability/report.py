@@ -14,6 +14,7 @@ Figures every test file may carry (missing ones print as ``-``):
 ``events_sent``    distinct events sent (and derived) that the store must hold
 ``events_stored``  of those, how many the store holds
 ``duplicated``     rows stored more than once
+``extra``          rows stored that an uninterrupted run does not derive
 ``lost``           expected rows the store does not hold
 ``bad_inputs``     hostile records tried
 ``crashes``        worker/sink/API processes that died on their own
@@ -22,7 +23,7 @@ Figures every test file may carry (missing ones print as ``-``):
 >>> lines = summary_lines([{"test": "t", "title": "x", "events_sent": 3, "events_stored": 3,
 ...                          "duplicated": 0, "lost": 0, "crashes": 0}])
 >>> lines[-1].split()[:5]
-['total', '0', '3', '3', '0']
+['total', '-', '3', '3', '0']
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("events_sent", "sent"),
     ("events_stored", "stored"),
     ("duplicated", "duplicated"),
+    ("extra", "extra"),
     ("lost", "lost"),
     ("bad_inputs", "bad inputs"),
     ("crashes", "crashes"),

@@ -119,7 +119,8 @@ def _figures(figures: dict[str, Any], store_url: str, expected: dict[str, Any]) 
     figures.update(
         events_sent=totals["sent"],
         events_stored=totals["stored"],
-        duplicated=totals["duplicated"] + totals["extra"],
+        duplicated=totals["duplicated"],
+        extra=totals["extra"],
         lost=totals["lost"],
     )
 

@@ -86,7 +86,9 @@ def test_daylight_saving_days_are_one_local_day_with_23_or_25_hours(
     # data in only 24 real hours are 24/25 of the autumn day
     if hours == 25:
         partial = [r for r in day_readings(day, BERLIN) if r[2] < local(day, 24, BERLIN)]
-        later = phq9(local(day + timedelta(days=1), 13, BERLIN), 5)  # moves the watermark
+        # a score 3 days + 13 h later moves the watermark past the day (other families
+        # close wearable days only other_families_close_after_hours = 72 h later)
+        later = phq9(local(day + timedelta(days=4), 13, BERLIN), 5)
         _, outputs = replay([upload(partial, time_zone=BERLIN), later])
         assert by_day(outputs, "coverage")[day] == pytest.approx(24 / 25)
 
@@ -200,3 +202,12 @@ def test_a_patient_state_with_three_months_of_data_stays_under_8_kb() -> None:
     state, _ = replay(sorted(history, key=lambda e: e.observed_at))
     assert state_size(state) <= 8 * 1024
     assert PatientState.model_validate_json(state.model_dump_json()) == state
+
+
+def test_scores_read_ahead_of_the_wearable_stream_do_not_declare_data_lost() -> None:
+    # After a backlog, the small score topic drains before the wearable topic: the
+    # worker sees a PHQ-9 from days ahead (within other_families_close_after_hours)
+    # before these days' uploads.
+    ahead = phq9(local(D0 + timedelta(days=3), 9, BERLIN), 5)
+    _, outputs = replay([days(D0, 1)[0], ahead, *days(D0 + timedelta(days=1), 12)])
+    assert alerts(outputs, "wearable_data_loss") == []
