@@ -65,7 +65,7 @@ class Row:
     seconds: float
     cpu_ms: float
     broker_cpu_ms: float | None = None
-    rounds: list[float] | None = None  # psymon / bare msg/s of each round
+    rounds: list[tuple[float, float]] | None = None  # (bare, psymon) msg/s of each round
 
     @property
     def rate(self) -> float:
@@ -90,7 +90,7 @@ def bare_worker(bootstrap: str, partitions: int, app_id: str, data_dir: str) -> 
         datadir=data_dir,
     )
     source = app.topic(BARE_IN)
-    sink = app.topic(BARE_OUT)
+    sink = app.topic(f"{BARE_OUT}.{app_id}")
 
     async def forward(stream: faust.StreamT[bytes]) -> None:
         async for key, value in stream.items():
@@ -290,14 +290,16 @@ def run_workload(
     with EmbeddedBroker(partitions=partitions) as broker:
         bootstrap = broker.bootstrap
         assert broker.pid is not None
-        ensure_topics(bootstrap, partitions, [BARE_IN, BARE_OUT])
+        ensure_topics(bootstrap, partitions, [BARE_IN])
         h.produce(bootstrap, records)
         h.produce(bootstrap, h.retopic(records, BARE_IN))
         rows.append(measure_raw(bootstrap, topics, partitions, count, workdir))
         rows.append(measure_raw(bootstrap, topics, partitions, count, workdir, "kafka-python"))
         for n in range(rounds):
             app_id = f"bench-bare-{label}-{n}"
-            before = h.end_offsets(bootstrap, BARE_OUT)
+            # A new output topic each round, created beforehand (Tansu would
+            # make it with 4 partitions).
+            ensure_topics(bootstrap, partitions, [f"{BARE_OUT}.{app_id}"])
             bare = h.spawn(
                 [
                     str(Path(__file__).resolve()),
@@ -318,10 +320,9 @@ def run_workload(
                         "bare faust agent, defaults",
                         bare,
                         bootstrap,
-                        BARE_OUT,
+                        f"{BARE_OUT}.{app_id}",
                         count,
                         broker.pid,
-                        before,
                     )
                 )
             finally:
@@ -343,7 +344,7 @@ def run_workload(
                 print(f"note: the psymon worker exited with {code}", file=sys.stderr)
     rows.append(best(bare_rounds))
     rows.append(best(psymon_rounds))
-    rows[-1].rounds = [p.rate / b.rate for p, b in zip(psymon_rounds, bare_rounds, strict=True)]
+    rows[-1].rounds = [(b.rate, p.rate) for b, p in zip(bare_rounds, psymon_rounds, strict=True)]
     rows.append(best([measure_in_process(records, partitions) for _ in range(rounds)]))
     return rows
 
@@ -374,8 +375,8 @@ def print_table(title: str, rows: list[Row], samples: int, count: int) -> None:
         f"{raw.cpu_ms / psymon.cpu_ms:5.2f} (inverse CPU per msg)"
     )
     if psymon.rounds:
-        spread = ", ".join(f"{r:.2f}" for r in psymon.rounds)
-        print(f"  psymon / bare faust msg/s in each round: {spread}")
+        spread = ", ".join(f"{b:,.0f} / {p:,.0f}" for b, p in psymon.rounds)
+        print(f"  msg/s of each round (bare faust / psymon): {spread}")
     capacity = 1000 / psymon.cpu_ms
     print(
         f"  CPU-bound capacity (1 / CPU per msg): psymon {capacity:,.0f} msg/s"

@@ -85,7 +85,7 @@ def decode_document(
         return dead_letter(raw, topic, received_at, reason, source=source)
     kind = document.get("kind")
     accepted_here = KINDS_BY_TOPIC.get(topic, frozenset(RAW_KINDS)) & set(RAW_KINDS)
-    if kind not in accepted_here:
+    if not isinstance(kind, str) or kind not in accepted_here:
         reason = (
             f"field 'kind': value {_short(kind)} is not accepted on {topic}; "
             f"accepted: {', '.join(sorted(accepted_here))}"

@@ -6,6 +6,7 @@ come from ``PSYMON_*`` environment variables (see ``services.settings``).
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections import Counter
@@ -188,7 +189,10 @@ def api(host: str, port: int) -> None:
         database=Database(url),
     )
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        # uvicorn's access log prints paths with their query strings, which may hold
+        # identifiers; the app logs each request by its route template instead.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     finally:
         if embedded is not None:
             embedded.stop()

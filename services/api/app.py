@@ -13,6 +13,7 @@ answered with their reasons and also sent to the dead-letter topic.
 dependency annotations of nested functions at run time.)
 """
 
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -62,6 +63,10 @@ class Rejection(BaseModel):
 class IngestResult(BaseModel):
     accepted: int
     rejected: list[Rejection]
+
+
+access_log = logging.getLogger("psymon.api.access")
+TOO_LARGE = f"request body over {MAX_BODY_BYTES} bytes; send smaller batches"
 
 
 def create_app(
@@ -124,8 +129,13 @@ def create_app(
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
         client = request.client.host if request.client else None
-        wait = limiter.allow(
-            caller_key(request.headers.get("authorization"), client), now=time.monotonic()
+        now = time.monotonic()
+        # Per address and per credential: a flood of guessed tokens is still one address.
+        wait = max(
+            limiter.allow(caller_key(None, client), now=now),
+            limiter.allow(caller_key(request.headers.get("authorization"), client), now=now)
+            if request.headers.get("authorization")
+            else 0.0,
         )
         if wait > 0:
             return JSONResponse(
@@ -136,11 +146,25 @@ def create_app(
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return JSONResponse(
-                {"detail": f"request body over {MAX_BODY_BYTES} bytes; send smaller batches"},
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                {"detail": TOO_LARGE}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
             )
+        if length is None and request.method in ("POST", "PUT", "PATCH"):
+            # A body without a length (chunked) is counted as it arrives.
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    return JSONResponse(
+                        {"detail": TOO_LARGE}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+                    )
+            request._body = bytes(body)  # starlette reads a cached body from here
         response = await call_next(request)
         _secure_headers(request.url.path, response)
+        # The route's template, never the path or query string: they may hold identifiers.
+        route = request.scope.get("route")
+        access_log.info(
+            "%s %s %s", request.method, getattr(route, "path", "(no route)"), response.status_code
+        )
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from schemas.dispatch import InputEvent, dead_letter, decode_document, loads
 from schemas.envelope import Source
 from schemas.events import DeadLetter
+from schemas.identity import PSEUDONYM_PATTERN
 from services.intake.csv_mapping import RowError, row_to_document
 
 Status = Literal["accepted", "rejected", "unsupported", "duplicate"]
@@ -141,7 +142,7 @@ def _csv_verdicts(
     for number, row in enumerate(reader, 2):
         where = f"row {number}"
         raw = _row_text(row, fields)
-        redacted = _csv_redacted(row, fields) if "source_patient_id" in fields else None
+        redacted = _csv_redacted(row, fields)
         try:
             document = row_to_document(row, default_system=name, key=key)
         except RowError as error:
@@ -165,8 +166,21 @@ def _row_text(row: dict[str, Any], fields: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _csv_redacted(row: dict[str, Any], fields: list[str]) -> str:
-    cleaned = {k: ("[redacted]" if k == "source_patient_id" else v) for k, v in row.items()}
+def _csv_redacted(row: dict[str, Any], fields: list[str]) -> str | None:
+    """The row as it may travel: source identifiers, and anything in ``patient_id``
+    that is not a pseudonym, replaced; ``None`` when nothing needed replacing."""
+    patient = row.get("patient_id")
+    leaking_patient = bool(patient) and not PSEUDONYM_PATTERN.fullmatch(str(patient).strip())
+    if not row.get("source_patient_id") and not leaking_patient:
+        return None
+    cleaned = {
+        k: (
+            "[redacted]"
+            if k == "source_patient_id" or (k == "patient_id" and leaking_patient)
+            else v
+        )
+        for k, v in row.items()
+    }
     return _row_text(cleaned, fields).decode()
 
 

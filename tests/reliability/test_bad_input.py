@@ -90,9 +90,14 @@ def figures() -> Iterator[dict[str, Any]]:
     record_figures("bad_input", FIGURES)
 
 
+def _sending(path: str, sent: int) -> None:
+    """Count the records tried on ``path`` before sending them (a crash still counts them)."""
+    FIGURES[path] = {"sent": sent}
+    FIGURES["bad_inputs"] += sent
+
+
 def _tried(path: str, sent: int, **counts: Any) -> None:
     FIGURES[path] = {"sent": sent, **counts}
-    FIGURES["bad_inputs"] += sent
 
 
 # --------------------------------------------------------------------------- in process
@@ -107,6 +112,8 @@ def _tried(path: str, sent: int, **counts: Any) -> None:
 )
 @given(hostile_documents())
 def test_the_edge_gives_every_generated_record_one_verdict_and_never_raises(data: bytes) -> None:
+    FIGURES["in_process"] = FIGURES.get("in_process", 0) + 1
+    FIGURES["bad_inputs"] += 1
     verdicts = list(
         read_verdicts(data, name="x.jsonl", received_at=datetime.now(UTC), key=KEY.encode())
     )
@@ -144,7 +151,15 @@ def test_cli_validate_and_ingest_judge_every_hostile_record(
     file.write_bytes(b"\n".join(r.data for r in hostile) + b"\n")
     sent = len(hostile)
 
+    _sending("cli_validate", sent)
     validate = _cli("validate", "--quiet", str(file), PSYMON_PSEUDONYM_KEY=KEY)
+    broker = make_broker(partitions=2)
+    _sending("cli_ingest", sent)
+    ingest = _cli(
+        "ingest", str(file), PSYMON_PSEUDONYM_KEY=KEY, PSYMON_KAFKA_BOOTSTRAP=broker.bootstrap
+    )
+    FIGURES["crashes"] += ("Traceback" in validate.stderr) + ("Traceback" in ingest.stderr)
+
     assert "Traceback" not in validate.stderr, validate.stderr[-3000:]
     assert validate.returncode == 1, validate.stderr[-3000:]
     summary = re.search(
@@ -158,10 +173,6 @@ def test_cli_validate_and_ingest_judge_every_hostile_record(
     assert total == sent and accepted + rejected == sent and len(rejected_lines) == rejected
     _check_expectations(hostile, {n - 1 for n in rejected_lines}, "psymon validate")
 
-    broker = make_broker(partitions=2)
-    ingest = _cli(
-        "ingest", str(file), PSYMON_PSEUDONYM_KEY=KEY, PSYMON_KAFKA_BOOTSTRAP=broker.bootstrap
-    )
     assert "Traceback" not in ingest.stderr, ingest.stderr[-3000:]
     assert ingest.returncode == 1, ingest.stderr[-3000:]
     found = re.search(
@@ -199,6 +210,7 @@ def test_http_ingest_answers_every_hostile_record_without_a_server_error(
     server_errors: list[str] = []
     letter_ids: set[str] = set()
     verdicts: dict[int, str] = {}
+    _sending("http", len(hostile))
     with KafkaEventSink(broker.bootstrap, client_id="psymon-api") as sink:
         app = create_app(sink=sink, tokens=TokenStore.load(tokens_path))
         client = TestClient(app, raise_server_exceptions=False)
@@ -301,6 +313,7 @@ def test_hostile_records_on_the_input_topics_neither_stop_the_worker_nor_the_sin
     keys = {key.decode() for _, key, _ in routed if key != b"hostile"}
     writes = StateWrites(broker.bootstrap, pipeline.app_id, keys)
     digests = {hashlib.sha256(r.data).hexdigest(): n for n, r in enumerate(hostile)}
+    _sending("broker", len(hostile))
     _produce_raw(broker.bootstrap, routed)
     probe = BrokerProbe(broker.bootstrap)
 
@@ -319,9 +332,11 @@ def test_hostile_records_on_the_input_topics_neither_stop_the_worker_nor_the_sin
         return writes.count + len(worker_letters()) >= len(hostile) or not worker.running
 
     try:
-        wait_until(settled, "the worker to judge every hostile record", timeout=60)
+        wait_until(settled, "the worker to judge every hostile record", timeout=45)
     except AssertionError as timeout:
         judged = worker_letters()
+        FIGURES["worker_agent_crashes"] = worker.log().count("Crashed reason=")
+        FIGURES["crashes"] += FIGURES["worker_agent_crashes"]
         missing = [r.name for n, r in enumerate(hostile) if n not in judged]
         raise AssertionError(
             f"{timeout}: {writes.count} applied, {len(judged)} dead-lettered of {len(hostile)}; "
@@ -347,6 +362,8 @@ def test_hostile_records_on_the_input_topics_neither_stop_the_worker_nor_the_sin
 
     wait_until(canary_alerted, "the worker to process a good record after the hostile ones", 60)
     alive = pipeline.processes_alive()
+    FIGURES["worker_agent_crashes"] = worker.log().count("Crashed reason=")
+    FIGURES["crashes"] += FIGURES["worker_agent_crashes"]
     in_store = _store_verdicts(store_url, hostile, lambda: pipeline.processes_alive()["sink"])
     _tried(
         "broker",

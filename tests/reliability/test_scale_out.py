@@ -37,6 +37,9 @@ from tests.reliability.harness import (
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 PARTITIONS = 4
+#: A takeover is a rebalance and a changelog recovery: seconds, not minutes.
+TAKEOVER_TIMEOUT = 90.0
+STUCK = "No event received for active tp"
 
 
 def test_two_workers_share_the_work_and_one_takes_over_when_the_other_leaves(
@@ -76,6 +79,7 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_leaves(
                     wait_until(
                         lambda: pipeline.worker_lag() == 0,
                         "the remaining worker to take over and catch up",
+                        timeout=TAKEOVER_TIMEOUT,
                     )
                     figures["takeover_s"] = round(time.monotonic() - began, 1)
                     writes.close()
@@ -102,6 +106,10 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_leaves(
                 seconds=took(),
                 differences=census.differences(store_url, expected),
                 rebuilds=[w.log().count("rebuilt a patient state") for w in (first, second)],
+                recovery_stalls=[w.log().count(STUCK) for w in (first, second)],
+                assignments=[
+                    w.log().count("Setting newly assigned partitions") for w in (first, second)
+                ],
             )
             record_figures("scale_out", figures)
 
@@ -110,7 +118,9 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_leaves(
         problems.append(
             "after the takeover the remaining worker went on from an older state for some "
             "patients (events missing from their state): "
-            f"{figures['stale_states']}"
+            f"{figures['stale_states']}; the remaining worker logged '{STUCK}' "
+            f"{figures['recovery_stalls'][0]} times while restoring the changelog; partition "
+            f"assignments per worker: {figures['assignments']}"
         )
     assert not problems, "\n".join(problems)
 
