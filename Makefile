@@ -55,13 +55,14 @@ docs: $(STAMP)
 	$(PY) -m services.reference_docs
 
 unit: $(STAMP) $(TOOLS_STAMP)
-	PSYMON_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(VENV)/bin/pytest -q -m "not integration"
+	PSYMON_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(VENV)/bin/pytest -q -m "not integration" --ignore=tests/reliability
 
 integration: $(STAMP)
 	$(VENV)/bin/pytest -q -m integration
 
+# The fault-injection suite (kills, outages, floods) runs on its own: make reliability.
 test: lint typecheck imports $(TOOLS_STAMP) $(CHROMIUM)
-	PSYMON_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(VENV)/bin/pytest -q
+	PSYMON_TOOLS_VENV=$(abspath $(TOOLS_VENV)) $(VENV)/bin/pytest -q --ignore=tests/reliability
 
 reliability: $(STAMP)
 	$(VENV)/bin/pytest -q tests/reliability -m reliability

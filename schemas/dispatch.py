@@ -142,7 +142,9 @@ def field_errors(error: ValidationError) -> tuple[FieldError, ...]:
             message = "required field is missing"
         elif value is not None and "value" not in message:
             message = f"{message} (got {value})"
-        result.append(FieldError(field=field, message=message, value=value))
+        result.append(
+            FieldError(field=_clip(field, 256), message=_clip(message, 2000), value=value)
+        )
     return tuple(result)
 
 
@@ -204,6 +206,10 @@ def loads(data: bytes) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number psymon accepts (JSON has no NaN or Infinity)")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _short(value: Any) -> str:
