@@ -45,8 +45,11 @@ from tests.integration.pg_fixtures import stored_rows
 from tests.integration.workers import READY, WorkerProcess, process_alive
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Where the tests leave their figures (one JSON file per test) for the summary table.
-ARTIFACTS = ROOT / "test-artifacts" / "reliability"
+#: Where the tests leave their figures (one JSON file per test) for the summary table;
+#: PSYMON_RELIABILITY_ARTIFACTS moves them (two runs at once must not share it).
+ARTIFACTS = Path(
+    os.environ.get("PSYMON_RELIABILITY_ARTIFACTS") or ROOT / "test-artifacts" / "reliability"
+)
 #: Every random choice of the suite (cohorts, fault points) derives from this seed.
 SEED = int(os.environ.get("PSYMON_RELIABILITY_SEED", "20260311"))
 #: The simulated cohorts start here.

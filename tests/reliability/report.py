@@ -6,6 +6,8 @@ Each test of tests/reliability writes its figures to
     python tests/reliability/report.py            # the latest figures of every test
     python tests/reliability/report.py --markdown # the same, as a Markdown table
 
+``PSYMON_RELIABILITY_ARTIFACTS`` names another directory (the tests write there too).
+
 The conftest of the suite prints the same table at the end of ``make reliability``.
 Figures every test file may carry (missing ones print as ``-``):
 
@@ -30,12 +32,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
+ARTIFACTS = Path(
+    os.environ.get("PSYMON_RELIABILITY_ARTIFACTS")
+    or Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
+)
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("fault_rounds", "faults"),
