@@ -65,6 +65,9 @@ BEGIN
                 AT TIME ZONE 'UTC';
             part := format('%s_p%s', parent, to_char(month_start AT TIME ZONE 'UTC', 'YYYY_MM'));
             IF to_regclass(quote_ident(part)) IS NULL THEN
+                -- The parent first, as every reader locks it: taking the default
+                -- partition first would invert the order and deadlock a reader.
+                EXECUTE format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE', parent);
                 EXECUTE format(
                     'SELECT EXISTS (SELECT 1 FROM %I WHERE observed_at >= $1 AND observed_at < $2)',
                     parent || '_default')
