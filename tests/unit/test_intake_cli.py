@@ -132,3 +132,15 @@ def test_console_script_is_installed_and_answers_help() -> None:
         [str(script), "validate", "--help"], capture_output=True, text=True, check=True
     )
     assert "FHIR" in result.stdout and "Exit code 1" in result.stdout
+
+
+def test_a_received_at_from_the_future_of_the_edge_is_refused() -> None:
+    line = _line(kind="lab_result", analyte="crp", value=1.0, unit="mg/L")
+    document = json.loads(line) | {
+        "observed_at": "9999-01-01T00:00:00+00:00",
+        "received_at": "9999-01-01T00:00:00+00:00",
+    }
+    (verdict,) = read_verdicts(
+        json.dumps(document).encode(), name="x.jsonl", received_at=T0, key=None
+    )
+    assert verdict.status == "rejected" and "received_at" in (verdict.reason or "")
