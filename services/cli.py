@@ -109,11 +109,7 @@ def ingest(file: BinaryIO, format_: str | None) -> None:
     from services.producer import KafkaEventSink
 
     settings = _settings()
-    if settings.kafka_bootstrap is None:
-        raise click.ClickException(
-            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
-            "(start one with `psymon broker`)"
-        )
+    bootstrap = _bootstrap(settings)
     try:
         key = settings.pseudonym_key_bytes
     except SettingsError as error:
@@ -134,7 +130,7 @@ def ingest(file: BinaryIO, format_: str | None) -> None:
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     with (
-        KafkaEventSink(settings.kafka_bootstrap) as sink,
+        KafkaEventSink(bootstrap) as sink,
         click.progressbar(verdicts, label="ingesting", show_pos=True, file=sys.stderr) as bar,
     ):
         for verdict in bar:
@@ -177,14 +173,11 @@ def api(host: str, port: int) -> None:
     from services.producer import KafkaEventSink
 
     settings = _settings()
-    if settings.kafka_bootstrap is None:
-        raise click.ClickException(
-            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker"
-        )
+    bootstrap = _bootstrap(settings)
     tokens = TokenStore.load(settings.tokens_path)
     url, embedded = database_url(settings)
     app = create_app(
-        sink=KafkaEventSink(settings.kafka_bootstrap, client_id="psymon-api"),
+        sink=KafkaEventSink(bootstrap, client_id="psymon-api"),
         tokens=tokens,
         database=Database(url),
     )
@@ -258,14 +251,10 @@ def worker(app_id: str, loglevel: str) -> None:
 
     settings = _settings()
     database = settings.database_url.get_secret_value() if settings.database_url else None
-    if settings.kafka_bootstrap is None:
-        raise click.ClickException(
-            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
-            "(start one with `psymon broker`)"
-        )
+    bootstrap = _bootstrap(settings)
     try:
         code = run_worker(
-            settings.kafka_bootstrap,
+            bootstrap,
             settings.partitions,
             app_id=app_id,
             data_dir=settings.data_dir,
@@ -305,17 +294,13 @@ def sink() -> None:
     from services.sink import run_sink
 
     settings = _settings()
-    if settings.kafka_bootstrap is None:
-        raise click.ClickException(
-            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
-            "(start one with `psymon broker`)"
-        )
+    bootstrap = _bootstrap(settings)
     url, embedded = database_url(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        stats = run_sink(settings.kafka_bootstrap, url, stop_event=stop)
+        stats = run_sink(bootstrap, url, stop_event=stop)
         click.echo(
             f"sink stopped: {stats.records} records, {sum(stats.inserted.values())} rows stored, "
             f"{sum(stats.duplicates.values())} duplicates skipped",
@@ -893,6 +878,16 @@ def _print_verdict(verdict: Verdict) -> None:
         return
     for event in verdict.events:
         click.echo(f"ok        {verdict.where}: {event.model_dump_json()}")
+
+
+def _bootstrap(settings: Settings) -> str:
+    """The broker address every producing or consuming command needs."""
+    if settings.kafka_bootstrap is None:
+        raise click.ClickException(
+            "PSYMON_KAFKA_BOOTSTRAP is not set; expected host:port of a broker "
+            "(start one with `psymon broker`)"
+        )
+    return settings.kafka_bootstrap
 
 
 def _settings() -> Settings:
