@@ -64,6 +64,8 @@ from schemas.topics import DEAD_LETTER, INPUT_TOPICS, OUTPUT_TOPICS, topic_for_k
 from streams import CoreConfig, PatientState, process
 
 logger = logging.getLogger(__name__)
+import os as _os  # R2 TEMPORARY DEBUG
+_R2_DEBUG = bool(_os.environ.get("R2_DEBUG"))
 
 DEFAULT_APP_ID = "psymon-worker"
 STATE_TABLE = "patient-state"
@@ -88,6 +90,11 @@ FETCH_MAX_WAIT_MS = 50
 #: Rebuilds a patient's state from the store (services.rebuild.StateRebuilder.rebuild):
 #: (pseudonym, event about to be applied) -> the state before that event, or None.
 Rebuild = Callable[[str, InputEvent], PatientState | None]
+
+#: The core configuration to apply to the next batch (e.g. with the newest model
+#: versions a worker has found, :mod:`services.live_models`). Called once per
+#: batch on the event loop: it must return at once (poll elsewhere, or rarely).
+ConfigSource = Callable[[], CoreConfig]
 
 #: Seconds between attempts to reach the store for a rebuild.
 REBUILD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0)
@@ -347,6 +354,7 @@ def create_app(
     config: CoreConfig | None = None,
     session_timeout: float = SESSION_TIMEOUT,
     rebuild: Rebuild | None = None,
+    config_source: ConfigSource | None = None,
 ) -> faust.App:
     """A faust app that runs the core on psymon's input topics.
 
@@ -370,6 +378,10 @@ def create_app(
     rebuild
         Rebuilds a patient's state from the store when the table has none
         (:func:`restore_state`); ``None``: a patient unknown to the table starts empty.
+    config_source
+        Gives the configuration for each batch (:data:`ConfigSource`), so that
+        a worker scores with newly published model versions; ``None``: ``config``
+        throughout.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -411,15 +423,23 @@ def create_app(
         for output_topic in outputs.values():
             await output_topic.maybe_declare()  # as Topic.send would; the producer does not
         async for batch in stream.take_events(BATCH_RECORDS, within=BATCH_WITHIN):
+            batch_config = core_config if config_source is None else config_source()
             for event in batch:
                 record = _record(event)
                 view = TableWrites(states.data)
                 if rebuild is not None:
                     await restore_state(record, view, rebuild)
-                for topic, key, value in handle(record, view, core_config):
+                for topic, key, value in handle(record, view, batch_config):
                     await send(topic, key, value, None)
                 for key, state in view.written:
                     await send(changelog, key, state, record.partition)
+                if _R2_DEBUG and record.key is not None:  # R2 TEMPORARY DEBUG
+                    _after = states.data.get(record.key)
+                    _n = -1
+                    if _after:
+                        _c = decode_state(_after).counters
+                        _n = _c.events + _c.duplicates
+                    logger.warning("R2DBG apply %s[%d]@%d %s n=%d w=%d", record.topic[7:12], record.partition, record.offset, record.key[:10].decode(), _n, len(view.written))
 
     agent: Callable[..., Any] = app.agent(inputs, name=AGENT_NAME)
     agent(run_core)
