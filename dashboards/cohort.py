@@ -3,8 +3,9 @@
 How many patients psymon follows and how many went quiet, open alerts by
 severity, patients by current relapse risk and by the course status of their
 latest rating, one row per patient (click through to the patient's course),
-and data coverage over time: wearable hours covered, patients with wearable
-data, ratings received.
+subgroups (specifiers met and clusters of the population subgroup model, now
+and over time), and data coverage over time: wearable hours covered, patients
+with wearable data, ratings received.
 """
 
 from __future__ import annotations
@@ -183,6 +184,71 @@ ORDER BY 2 DESC, 1
     return [by_status, cohort]
 
 
+# A subgroup's name on the cohort panels: the specifier, or "model · cluster".
+_SUBGROUP_NAME = (
+    "CASE WHEN scheme = 'specifier' THEN {label} ELSE scheme_name || ' · ' || {label} END"
+)
+
+# Membership over time: +1 when a patient enters a subgroup, -1 when they leave it,
+# summed per subgroup up to each change (all changes at one instant count together).
+SUBGROUP_SIZES_SQL = f"""
+SELECT DISTINCT "time", metric, patients
+FROM (
+    SELECT observed_at AS "time", metric,
+           sum(delta) OVER (PARTITION BY metric ORDER BY observed_at) AS patients
+    FROM (
+        SELECT observed_at, {_SUBGROUP_NAME.format(label="subgroup")} AS metric, 1 AS delta
+        FROM v_subgroup_changes
+        WHERE subgroup IS NOT NULL
+        UNION ALL
+        SELECT observed_at, {_SUBGROUP_NAME.format(label="previous")}, -1
+        FROM v_subgroup_changes
+        WHERE previous IS NOT NULL
+    ) AS changes
+) AS sizes
+WHERE $__timeFilter("time")
+ORDER BY 1, 2
+"""
+
+
+def _subgroups() -> list[PanelBuilder]:
+    now = bars(
+        "Patients per subgroup now",
+        "Patients in each subgroup now (v_subgroups): specifiers met (published rules, e.g. "
+        "depression with low-grade inflammation, Osimo 2019) and clusters of the population "
+        "subgroup model. A patient can be in a specifier and a cluster at once.",
+        sql_target(
+            f"""
+SELECT {_SUBGROUP_NAME.format(label="subgroup")} AS subgroup, count(*) AS patients
+FROM v_subgroups
+WHERE subgroup IS NOT NULL
+GROUP BY 1
+ORDER BY 2 DESC, 1
+""",
+            format="table",
+        ),
+        height=8,
+        width=8,
+    )
+    sizes = (
+        series(
+            "Subgroup sizes over time",
+            "Patients in each subgroup after every change (v_subgroup_changes): entering "
+            "counts +1, leaving -1, from the first stored change on. Changes are emitted "
+            "with hysteresis, so one noisy day moves nobody.",
+            sql_target(SUBGROUP_SIZES_SQL),
+            unit="short",
+            height=8,
+            width=16,
+        )
+        .line_interpolation(common.LineInterpolation.STEP_AFTER)
+        .show_points(common.VisibilityMode.NEVER)
+        .min(0)
+        .decimals(0)
+    )
+    return [now, sizes]
+
+
 def _coverage() -> list[PanelBuilder]:
     wearable = (
         series(
@@ -256,4 +322,5 @@ def cohort_overview() -> dashboard_builder.Dashboard:
     )
     board = add_section(board, "Today", _headline())
     board = add_section(board, "Patients", _table())
+    board = add_section(board, "Subgroups", _subgroups())
     return add_section(board, "Data coverage", _coverage())

@@ -16,6 +16,8 @@ annotations.
 * **Laboratory**: one panel per analyte of :mod:`schemas.analytes`, shaded by
   its published status bands, with the patient's own baseline.
 * **Relapse risk**: the risk trajectory of every model and horizon.
+* **Subgroups**: the specifiers the patient meets and the cluster of the
+  population subgroup model, each in plain words and since when.
 """
 
 from __future__ import annotations
@@ -209,6 +211,35 @@ ORDER BY {severity_rank("severity")}, first_seen DESC
     return [trajectory, alerts]
 
 
+# ------------------------------------------------------------------------------ subgroups
+
+
+def _subgroups() -> list[PanelBuilder]:
+    now = data_table(
+        "Subgroups and specifiers",
+        "Where the patient stands in every subgroup scheme (v_subgroups): published rules "
+        "(specifiers, e.g. depression with low-grade inflammation: CRP > 3 mg/L on repeated "
+        "measures, Osimo 2019) and the cluster of the population subgroup model, with what "
+        "sets the subgroup apart and since when. 'none' means the patient left it.",
+        sql_target(
+            f"""
+SELECT CASE WHEN scheme = 'specifier' THEN 'published rule'
+            ELSE 'cluster model v' || version END AS kind,
+       scheme_name AS scheme,
+       coalesce(subgroup, 'none (left ' || previous || ')') AS "subgroup now",
+       description, since, probability
+FROM v_subgroups
+WHERE patient_id = {PATIENT}
+ORDER BY subgroup IS NULL, scheme DESC, scheme_name
+""",
+            format="table",
+        ),
+        height=6,
+        width=24,
+    )
+    return [now.override_by_name("probability", [prop("unit", "percentunit")])]
+
+
 # ------------------------------------------------------------------------------ wearables
 
 
@@ -330,6 +361,7 @@ def patient_course() -> dashboard_builder.Dashboard:
     )
     board = add_section(board, "Now", _summary())
     board = add_section(board, "Relapse risk", _risk())
+    board = add_section(board, "Subgroups", _subgroups())
     for title, family in SCALE_FAMILIES:
         board = add_section(board, title, [instrument_panel(i) for i in family])
     board = add_section(board, "Wearables", _wearables())

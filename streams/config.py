@@ -221,6 +221,10 @@ class RiskConfig(_Section):
     #: Features named in each assessment, largest |contribution| first (0: every
     #: input, which the trainer needs to learn from the assessments).
     contributions: int = Field(default=0, ge=0, le=64)
+    #: Add the patient's subgroups as 0/1 inputs (``specifier_<name>``, and
+    #: ``cluster_<label>`` of ``CoreConfig.subgroups``; :mod:`streams.models.features`).
+    #: Off by default: not evaluated as helping (docs/model-card.md, "Subgroup inputs").
+    subgroup_inputs: bool = False
 
     @model_validator(mode="after")
     def _hysteresis(self) -> RiskConfig:

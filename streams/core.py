@@ -350,7 +350,7 @@ def _risk(
     state: PatientState, cause: InputEvent, day: ClosedDay, config: CoreConfig
 ) -> list[Output]:
     """The risk models on one closed day: anomaly rate and drift, then the population model."""
-    inputs = state.risk.learn_one(day, state.courses, config.risk)
+    inputs = state.risk.learn_one(day, state.courses, config.risk, state.strata, config.subgroups)
     if inputs is None:
         return []
     outputs: list[Output] = [emit.anomaly_update(cause, inputs)]

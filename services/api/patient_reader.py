@@ -96,6 +96,24 @@ class OutcomePoint(BaseModel):
     medication_action: str | None = None
 
 
+class SubgroupStanding(BaseModel):
+    """Where the patient stands in one subgroup scheme now (``v_subgroups``)."""
+
+    scheme: Literal["specifier", "cluster"] = Field(
+        description="specifier: a published rule; cluster: the population subgroup model"
+    )
+    scheme_name: str = Field(description="The specifier or the cluster model, e.g. profile_mixture")
+    subgroup: str | None = Field(
+        default=None, description="The subgroup held now; null: the patient left `previous`"
+    )
+    previous: str | None = None
+    description: str = Field(description="What sets the subgroup apart, in plain words")
+    since: datetime = Field(description="Event time of the change that put the patient here")
+    version: str = Field(description="Core configuration (specifier) or model version (cluster)")
+    probability: float | None = Field(default=None, ge=0, le=1)
+    citation: str | None = None
+
+
 class PatientRecord(BaseModel):
     """A patient's summary and time series over a window."""
 
@@ -111,6 +129,10 @@ class PatientRecord(BaseModel):
     risk: list[RiskPoint]
     alerts: list[AlertView]
     outcomes: list[OutcomePoint]
+    subgroups: list[SubgroupStanding] = Field(
+        default_factory=list,
+        description="Current subgroups and specifiers (whatever the window), members first",
+    )
 
 
 class PatientNotFound(LookupError):
@@ -213,6 +235,12 @@ class PatientReader:
                 "FROM v_patient_outcomes WHERE patient_id = %s AND observed_at >= %s "
                 "ORDER BY observed_at, event_id"
             )
+            subgroups = conn.execute(
+                "SELECT scheme, scheme_name, subgroup, previous, description, since, version, "
+                "probability, citation FROM v_subgroups WHERE patient_id = %s "
+                "ORDER BY subgroup IS NULL, scheme DESC, scheme_name",
+                [patient_id],
+            ).fetchall()
         return PatientRecord(
             summary=summary,
             window_start=start,
@@ -223,6 +251,7 @@ class PatientReader:
             risk=[RiskPoint.model_validate(r) for r in risk],
             alerts=[AlertView.model_validate(r) for r in alerts],
             outcomes=[OutcomePoint.model_validate(r) for r in outcomes],
+            subgroups=[SubgroupStanding.model_validate(r) for r in subgroups],
         )
 
     def exists(self, patient_id: str) -> bool:

@@ -1,10 +1,10 @@
-"""The audit log: every replay and export is written down before it starts.
+"""The audit log: every replay, export and study is written down before it starts.
 
 :func:`audit_started` inserts a ``running`` row (who, what, when, the
 parameters) in its own committed statement, so even a run that crashes is on
 record; :func:`audit_finished` completes it with the outcome, the row counts
 and the manifest's sha256. The table (migration 0005) refuses deletes and
-changes to finished rows.
+changes to finished rows; migration 0007 lets it record ``study`` runs.
 
 Never put a secret in ``parameters``: database URLs, keys and tokens stay out;
 pseudonyms and file paths are fine.
@@ -22,7 +22,7 @@ import psycopg
 
 from services.replay.provenance import utc_now
 
-Action = Literal["replay", "export"]
+Action = Literal["replay", "export", "study"]
 
 AUDIT_TABLE = "audit_log"
 

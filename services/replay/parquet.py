@@ -1,4 +1,4 @@
-"""Replay outputs as Parquet files: trajectories, features, risk, alerts, dead letters.
+"""Replay outputs as Parquet files: trajectories, features, risk, alerts, subgroups, dead letters.
 
 One file per stream of outputs, each with a fixed Arrow schema (so an empty
 file still says what its columns are), written in row groups as the replay
@@ -13,11 +13,16 @@ features           course updates of wearable signals: daily features per local
                    day (and ``late_samples`` counts)
 risk               risk assessments
 alerts             alert changes (raised, updated, closed)
+subgroups          subgroup changes (``SubgroupAssigned``): a specifier met or
+                   no longer met, a move to another cluster
 dead_letters       events the core could not use (no raw payload: its sha256)
 ================== ============================================================
 
 Times are ``timestamp[us, UTC]``; ``day`` is a date; ids are UUID text;
 ``evidence`` and ``contributions`` are JSON text.
+
+Adding a stream adds a file and a key to the manifest's row counts; the
+columns of an existing file never change meaning.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.events import Alert, CourseUpdate, DeadLetter, RiskAssessment
+from schemas.events import Alert, CourseUpdate, DeadLetter, RiskAssessment, SubgroupAssigned
 from services.replay.provenance import FileEntry, file_entry
 from streams import Output
 
@@ -96,6 +101,21 @@ _ALERTS = pa.schema(
     ]
 )
 
+_SUBGROUPS = pa.schema(
+    [
+        *_ENVELOPE,
+        ("scheme", pa.string()),
+        ("scheme_name", pa.string()),
+        ("subgroup", pa.string()),
+        ("previous", pa.string()),
+        ("version", pa.string()),
+        ("probability", pa.float64()),
+        ("description", pa.string()),
+        ("citation", pa.string()),
+        ("evidence", pa.string()),
+    ]
+)
+
 _DEAD_LETTERS = pa.schema(
     [
         ("event_id", pa.string()),
@@ -114,6 +134,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "features": _COURSE,
     "risk": _RISK,
     "alerts": _ALERTS,
+    "subgroups": _SUBGROUPS,
     "dead_letters": _DEAD_LETTERS,
 }
 
@@ -137,10 +158,14 @@ def stream_of(output: Output) -> str:
         return "risk"
     if isinstance(output, Alert):
         return "alerts"
-    return "dead_letters"
+    if isinstance(output, SubgroupAssigned):
+        return "subgroups"
+    if isinstance(output, DeadLetter):
+        return "dead_letters"
+    raise TypeError(f"no replay file takes a {type(output).__name__} output")
 
 
-def _envelope(o: CourseUpdate | RiskAssessment | Alert) -> dict[str, Any]:
+def _envelope(o: CourseUpdate | RiskAssessment | Alert | SubgroupAssigned) -> dict[str, Any]:
     return {
         "event_id": str(o.event_id),
         "patient_id": o.patient_id,
@@ -180,6 +205,20 @@ def _alert_row(o: Alert) -> dict[str, Any]:
     }
 
 
+def _subgroup_row(o: SubgroupAssigned) -> dict[str, Any]:
+    return _envelope(o) | {
+        "scheme": o.scheme,
+        "scheme_name": o.scheme_name,
+        "subgroup": o.subgroup,
+        "previous": o.previous,
+        "version": o.version,
+        "probability": o.probability,
+        "description": o.description,
+        "citation": o.citation,
+        "evidence": json.dumps(o.evidence, sort_keys=True),
+    }
+
+
 def _dead_letter_row(o: DeadLetter) -> dict[str, Any]:
     return {
         "event_id": str(o.event_id),
@@ -197,6 +236,7 @@ _ROWS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "features": _course_row,
     "risk": _risk_row,
     "alerts": _alert_row,
+    "subgroups": _subgroup_row,
     "dead_letters": _dead_letter_row,
 }
 

@@ -12,7 +12,7 @@ The *flavour* is chosen on the first run: ``timescale`` when the
 every migration and kept for the life of the database.
 
 >>> [m.version for m in plan("postgres")]
-['0001', '0002', '0003', '0004', '0005', '0006']
+['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008']
 """
 
 from __future__ import annotations

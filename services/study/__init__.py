@@ -8,6 +8,8 @@
   curves, a manifest of exactly which events and code produced them;
 * :func:`fit_subgroups` and :class:`OnlineSubgroupTrainer` — the population
   subgroup model (:class:`~streams.stratification.snapshot.SubgroupSnapshot`);
+  :mod:`services.study.subgroup_models` — its numbered versions
+  (``psymon subgroups fit``, :class:`~services.study.subgroup_models.LatestSubgroups`);
 * :mod:`services.study.survival`, :mod:`services.study.effects` — the
   statistics (our own Kaplan-Meier, log-rank, Cox, bootstrap, ARI).
 

@@ -21,6 +21,12 @@ file                           contents
 ``manifest.json``              the spec, which events (count, sha256 of their ids), the core
                                configuration, the subgroup model, code version, every file
 =============================  =============================================================
+
+A study that reads the store is recorded in its ``audit_log`` (migration
+0007), like a replay or an export: a ``running`` row (who, the study, its
+cohort and window, the spec's sha256) before any event is read, completed
+with the row counts and the manifest's sha256, or ``failed`` with the error.
+A study of events in memory reads no store and writes no audit row.
 """
 
 from __future__ import annotations
@@ -30,15 +36,18 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from services.replay.audit import audit_finished, audit_started, describe_error, require_audit_log
 from services.replay.provenance import (
     MANIFEST_VERSION,
     Manifest,
     code_version,
+    code_version_text,
     file_entry,
     iso,
     prepare_out_dir,
@@ -92,6 +101,7 @@ def run_study(
     out_dir: Path,
     *,
     attributes: Attributes | None = None,
+    who: str = "python",
 ) -> Manifest:
     """Run the study ``spec_file`` on the events; write its results to ``out_dir``.
 
@@ -110,6 +120,9 @@ def run_study(
     attributes
         Patient attributes (arm, diagnosis ...) keyed by pseudonym; overrides
         ``attributes_file``.
+    who
+        Who runs it, for the store's audit log (a user name, a token's name);
+        unused for events in memory.
 
     Returns
     -------
@@ -133,147 +146,230 @@ def run_study(
     )
     if attributes is None:
         attributes = load_attributes(spec.attributes_file) if spec.attributes_file else {}
-    if isinstance(url_or_events, str):
-        events, source = _events_from_store(url_or_events, spec)
-    else:
-        events, source = url_or_events, {"kind": "events in memory"}
-    collected = collect(
-        events,
-        config,
-        since=spec.window.since,
-        until=spec.window.until,
-        landmark_days=spec.landmark_days,
-        patients=spec.cohort.patients,
-    )
-    subjects, patient_rows, reasons = select(collected, spec, attributes, config)
-    files: list[tuple[Path, int]] = [(out / "patients.csv", 0)]
-    files[0] = (files[0][0], _write_csv(files[0][0], patient_rows))
-    results: dict[str, Any] = {
+    spec_sha256 = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    if not isinstance(url_or_events, str):
+        study = _Study(spec, spec_source, spec_sha256, config, snapshot, attributes, started)
+        return study.run(out, url_or_events, {"kind": "events in memory"})
+    parameters = {
         "study": spec.name,
-        "title": spec.title,
-        "cohort": {
-            "considered": len(collected.patients),
-            "included": len(subjects),
-            "excluded": dict(sorted(reasons.items())),
-            "arms": dict(sorted(Counter(s.arm for s in subjects).items())),
-        },
-        "subgroups_at_landmark": _prevalence(subjects),
-        "endpoints": {},
-    }
-    reference = spec.arms.reference
-    for endpoint in spec.endpoints:
-        entry: dict[str, Any] = {"kind": endpoint.kind}
-        name = endpoint.name
-        if endpoint.kind == "time_to_event":
-            tte = ep.time_to_event(subjects, endpoint, reference, spec.window.until)
-            entry |= {"n": len(tte.rows), "left_out": tte.left_out, "comparisons": tte.comparisons}
-            entry["median_days"] = {arm: c.median for arm, c in tte.curves.items()}
-            files.append(
-                (out / f"endpoint-{name}.csv", _write_csv(out / f"endpoint-{name}.csv", tte.rows))
-            )
-            km_rows = [row for arm, c in tte.curves.items() for row in c.rows(arm)]
-            files.append((out / f"km-{name}.csv", _write_csv(out / f"km-{name}.csv", km_rows)))
-            png = plots.kaplan_meier_plot(
-                tte.curves,
-                out / f"km-{name}.png",
-                title=f"{spec.title or spec.name}: time to {', '.join(endpoint.outcomes)}",
-                comparisons=tte.comparisons,
-            )
-            files.append((png, 0))
-        elif endpoint.kind in ("score_change", "digital_change"):
-            compute = ep.score_change if endpoint.kind == "score_change" else ep.digital_change
-            change = compute(
-                subjects, endpoint, reference, resamples=spec.bootstrap_resamples, seed=spec.seed
-            )
-            entry |= {
-                "n": len(change.rows),
-                "left_out": change.left_out,
-                "comparisons": change.comparisons,
-                "instrument": endpoint.instrument,
-                "feature": endpoint.feature,
-            }
-            path = out / f"endpoint-{name}.csv"
-            files.append((path, _write_csv(path, change.rows)))
-        else:
-            transitions = ep.subgroup_transitions(subjects, endpoint)
-            entry |= {
-                "scheme": endpoint.scheme,
-                "period_days": endpoint.period_days,
-                "labels": transitions.labels,
-                "matrix": transitions.matrix(),
-                "stability": transitions.stability(),
-            }
-            path = out / f"transitions-{name}.csv"
-            files.append((path, _write_csv(path, transitions.rows)))
-            png = plots.transitions_plot(
-                transitions,
-                out / f"transitions-{name}.png",
-                title=f"{endpoint.scheme}: label per {endpoint.period_days}-day period",
-            )
-            files.append((png, 0))
-        results["endpoints"][name] = entry
-    if spec.treatment_response is not None:
-        episodes = episode_rows([(s.record, s.arm) for s in subjects], spec.treatment_response)
-        summary = summarise(episodes)
-        results["treatment_response"] = {"note": OBSERVATIONAL, "summary": summary}
-        for path, rows in (
-            (out / "treatment-episodes.csv", episodes),
-            (out / "treatment-response.csv", summary),
-        ):
-            files.append((path, _write_csv(path, rows)))
-        if summary:
-            png = plots.response_plot(
-                summary,
-                out / "treatment-response.png",
-                title="Observed response by medication and subgroup (observational)",
-            )
-            files.append((png, 0))
-    if snapshot is not None:
-        files.append((plots.subgroup_profile_plot(snapshot, out / "subgroup-model.png"), 0))
-    results_path = out / "results.json"
-    results_path.write_text(
-        json.dumps(results, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-    )
-    files.append((results_path, 0))
-    manifest = {
-        "kind": "study",
-        "manifest_version": MANIFEST_VERSION,
-        "study": spec.name,
-        "spec": spec.model_dump(mode="json"),
         "spec_source": spec_source,
-        "spec_sha256": hashlib.sha256(spec.model_dump_json().encode()).hexdigest(),
-        "source": source,
-        "events": {
-            "count": collected.events,
-            "unique": collected.unique_events,
-            "kinds": collected.kinds,
-            "ids_sha256": collected.ids_sha256,
-            "first_received_at": iso(collected.first_received),
-            "last_received_at": iso(collected.last_received),
-            "patients": len(collected.patients),
-            "dead_letters": collected.dead_letters,
-        },
-        "config": config_entry(config, str(spec.core_config_file or "built-in defaults")),
-        "subgroup_model": None
-        if snapshot is None
-        else {
-            "name": snapshot.name,
-            "version": snapshot.version,
-            "sha256": hashlib.sha256(snapshot.model_dump_json().encode()).hexdigest(),
-        },
-        "specifiers": {s.name: s.citation for s in SPECIFIERS},
-        "attributes": {
-            "source": str(spec.attributes_file) if spec.attributes_file else "argument",
-            "patients": len(attributes),
-        },
-        "code": code_version(),
-        "started_at": iso(started),
-        "finished_at": iso(utc_now()),
-        "files": [file_entry(path, rows).as_dict() for path, rows in files],
-        "row_counts": {path.name: rows for path, rows in files if path.suffix == ".csv"},
+        "spec_sha256": spec_sha256,
+        "cohort": spec.cohort.model_dump(mode="json"),
+        "window": spec.window.model_dump(mode="json"),
+        "subgroup_model": None if snapshot is None else f"{snapshot.name} v{snapshot.version}",
+        "out_dir": str(out.resolve()),
     }
-    written = write_manifest(out, manifest)
-    return Manifest(out / written.name, manifest, written.sha256)
+    with psycopg.connect(url_or_events, autocommit=True, connect_timeout=10) as audit_conn:
+        require_audit_log(audit_conn)
+        audit_id = audit_started(
+            audit_conn,
+            "study",
+            who,
+            parameters,
+            code_version=code_version_text(code_version()),
+            config_version=config.version,
+            started_at=started,
+        )
+        study = _Study(spec, spec_source, spec_sha256, config, snapshot, attributes, started)
+        study.provenance = {"audit_id": str(audit_id), "who": who}
+        try:
+            events, source = _events_from_store(url_or_events, spec)
+            manifest = study.run(out, events, source)
+        except BaseException as error:
+            audit_finished(
+                audit_conn, audit_id, row_counts=study.row_counts, error=describe_error(error)
+            )
+            raise
+        audit_finished(
+            audit_conn, audit_id, row_counts=study.row_counts, manifest_sha256=manifest.sha256
+        )
+    return manifest
+
+
+class _Study:
+    """One study run: the events through the core, the endpoints, the files, the manifest."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        spec_source: str,
+        spec_sha256: str,
+        config: CoreConfig,
+        snapshot: SubgroupSnapshot | None,
+        attributes: Attributes,
+        started: datetime,
+    ) -> None:
+        self.spec, self.spec_source, self.spec_sha256 = spec, spec_source, spec_sha256
+        self.config, self.snapshot, self.attributes = config, snapshot, attributes
+        self.started = started
+        #: Who ran it and its audit id (studies of the store), named in the manifest.
+        self.provenance: dict[str, str] = {}
+        #: Events read and rows of every CSV written so far (for the audit log).
+        self.row_counts: dict[str, int] = {}
+
+    def run(self, out: Path, events: Iterable[InputEvent], source: dict[str, Any]) -> Manifest:
+        """Compute everything and write it to ``out``; the manifest is written last."""
+        spec, config, snapshot, attributes = self.spec, self.config, self.snapshot, self.attributes
+        spec_source, started = self.spec_source, self.started
+        collected = collect(
+            _counted(events, self.row_counts),
+            config,
+            since=spec.window.since,
+            until=spec.window.until,
+            landmark_days=spec.landmark_days,
+            patients=spec.cohort.patients,
+        )
+        subjects, patient_rows, reasons = select(collected, spec, attributes, config)
+        files: list[tuple[Path, int]] = [(out / "patients.csv", 0)]
+        files[0] = (files[0][0], _write_csv(files[0][0], patient_rows))
+        results: dict[str, Any] = {
+            "study": spec.name,
+            "title": spec.title,
+            "cohort": {
+                "considered": len(collected.patients),
+                "included": len(subjects),
+                "excluded": dict(sorted(reasons.items())),
+                "arms": dict(sorted(Counter(s.arm for s in subjects).items())),
+            },
+            "subgroups_at_landmark": _prevalence(subjects),
+            "endpoints": {},
+        }
+        reference = spec.arms.reference
+        for endpoint in spec.endpoints:
+            entry: dict[str, Any] = {"kind": endpoint.kind}
+            name = endpoint.name
+            if endpoint.kind == "time_to_event":
+                tte = ep.time_to_event(subjects, endpoint, reference, spec.window.until)
+                entry |= {
+                    "n": len(tte.rows),
+                    "left_out": tte.left_out,
+                    "comparisons": tte.comparisons,
+                }
+                entry["median_days"] = {arm: c.median for arm, c in tte.curves.items()}
+                files.append(
+                    (
+                        out / f"endpoint-{name}.csv",
+                        _write_csv(out / f"endpoint-{name}.csv", tte.rows),
+                    )
+                )
+                km_rows = [row for arm, c in tte.curves.items() for row in c.rows(arm)]
+                files.append((out / f"km-{name}.csv", _write_csv(out / f"km-{name}.csv", km_rows)))
+                png = plots.kaplan_meier_plot(
+                    tte.curves,
+                    out / f"km-{name}.png",
+                    title=f"{spec.title or spec.name}: time to {', '.join(endpoint.outcomes)}",
+                    comparisons=tte.comparisons,
+                )
+                files.append((png, 0))
+            elif endpoint.kind in ("score_change", "digital_change"):
+                compute = ep.score_change if endpoint.kind == "score_change" else ep.digital_change
+                change = compute(
+                    subjects,
+                    endpoint,
+                    reference,
+                    resamples=spec.bootstrap_resamples,
+                    seed=spec.seed,
+                )
+                entry |= {
+                    "n": len(change.rows),
+                    "left_out": change.left_out,
+                    "comparisons": change.comparisons,
+                    "instrument": endpoint.instrument,
+                    "feature": endpoint.feature,
+                }
+                path = out / f"endpoint-{name}.csv"
+                files.append((path, _write_csv(path, change.rows)))
+            else:
+                transitions = ep.subgroup_transitions(subjects, endpoint)
+                entry |= {
+                    "scheme": endpoint.scheme,
+                    "period_days": endpoint.period_days,
+                    "labels": transitions.labels,
+                    "matrix": transitions.matrix(),
+                    "stability": transitions.stability(),
+                }
+                path = out / f"transitions-{name}.csv"
+                files.append((path, _write_csv(path, transitions.rows)))
+                png = plots.transitions_plot(
+                    transitions,
+                    out / f"transitions-{name}.png",
+                    title=f"{endpoint.scheme}: label per {endpoint.period_days}-day period",
+                )
+                files.append((png, 0))
+            results["endpoints"][name] = entry
+        if spec.treatment_response is not None:
+            episodes = episode_rows([(s.record, s.arm) for s in subjects], spec.treatment_response)
+            summary = summarise(episodes)
+            results["treatment_response"] = {"note": OBSERVATIONAL, "summary": summary}
+            for path, rows in (
+                (out / "treatment-episodes.csv", episodes),
+                (out / "treatment-response.csv", summary),
+            ):
+                files.append((path, _write_csv(path, rows)))
+            if summary:
+                png = plots.response_plot(
+                    summary,
+                    out / "treatment-response.png",
+                    title="Observed response by medication and subgroup (observational)",
+                )
+                files.append((png, 0))
+        if snapshot is not None:
+            files.append((plots.subgroup_profile_plot(snapshot, out / "subgroup-model.png"), 0))
+        results_path = out / "results.json"
+        results_path.write_text(
+            json.dumps(results, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+        )
+        files.append((results_path, 0))
+        csv_rows = {path.name: rows for path, rows in files if path.suffix == ".csv"}
+        manifest = {
+            "kind": "study",
+            "manifest_version": MANIFEST_VERSION,
+            "study": spec.name,
+            "spec": spec.model_dump(mode="json"),
+            "spec_source": spec_source,
+            "spec_sha256": self.spec_sha256,
+            "source": source,
+            "events": {
+                "count": collected.events,
+                "unique": collected.unique_events,
+                "kinds": collected.kinds,
+                "ids_sha256": collected.ids_sha256,
+                "first_received_at": iso(collected.first_received),
+                "last_received_at": iso(collected.last_received),
+                "patients": len(collected.patients),
+                "dead_letters": collected.dead_letters,
+            },
+            "config": config_entry(config, str(spec.core_config_file or "built-in defaults")),
+            "subgroup_model": None
+            if snapshot is None
+            else {
+                "name": snapshot.name,
+                "version": snapshot.version,
+                "sha256": hashlib.sha256(snapshot.model_dump_json().encode()).hexdigest(),
+            },
+            "specifiers": {s.name: s.citation for s in SPECIFIERS},
+            "attributes": {
+                "source": str(spec.attributes_file) if spec.attributes_file else "argument",
+                "patients": len(attributes),
+            },
+            "code": code_version(),
+            "started_at": iso(started),
+            "finished_at": iso(utc_now()),
+            "files": [file_entry(path, rows).as_dict() for path, rows in files],
+            "row_counts": csv_rows,
+        }
+        manifest |= self.provenance
+        self.row_counts.update(csv_rows)
+        written = write_manifest(out, manifest)
+        return Manifest(out / written.name, manifest, written.sha256)
+
+
+def _counted(events: Iterable[InputEvent], counts: dict[str, int]) -> Iterable[InputEvent]:
+    """``events``, counting them in ``counts["input_events"]`` as they are read."""
+    counts["input_events"] = 0
+    for event in events:
+        counts["input_events"] += 1
+        yield event
 
 
 def _prevalence(subjects: list[ep.Subject]) -> dict[str, int]:

@@ -24,6 +24,15 @@ input                      definition
                            relapse in Cohen 2023), capped at 6
 =========================  =============================================================
 
+Optional subgroup inputs (``RiskConfig.subgroup_inputs``, off by default; see
+:func:`subgroup_inputs`): ``specifier_<name>`` is 1 while the patient meets a
+specifier (``specifier_inflammatory_depression``: depression with low-grade
+inflammation, which marks a subgroup with its own course and treatment
+response, Miller & Raison 2016), and ``cluster_<label>`` is 1 for the
+patient's current cluster of the population subgroup model (one-hot; all 0
+before the first assignment). They are the subgroups the core held when the
+day closed, before that day's own profile update: no look-ahead.
+
 ``<feature>`` runs over the daily wearable features of
 :mod:`streams.wearable_features`. Ratings count only when observed before the
 day's end: a day's inputs use what had arrived when the day closed.
@@ -36,11 +45,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from schemas.instruments import get_instrument
-from streams.config import RiskConfig
+from streams.config import CoreConfig, RiskConfig
 from streams.course import InstrumentCourse
 from streams.models.anomaly import AnomalyRate
 from streams.models.drift import Cusum
 from streams.ordering import micros
+from streams.stratification.snapshot import SubgroupSnapshot
+from streams.stratification.specifiers import SPECIFIERS
+from streams.stratification.state import StratificationState
 from streams.wearable_days import ClosedDay
 from streams.wearable_features import FEATURES
 
@@ -60,6 +72,57 @@ INPUTS: tuple[str, ...] = (
     "anomaly_rate",
     *RATING_INPUTS,
 )
+#: The specifier flags among the optional subgroup inputs, in specifier order.
+SPECIFIER_INPUTS: tuple[str, ...] = tuple(f"specifier_{s.name}" for s in SPECIFIERS)
+
+
+def subgroup_input_names(subgroups: SubgroupSnapshot | None) -> tuple[str, ...]:
+    """The optional subgroup inputs: specifier flags, then one flag per cluster label.
+
+    >>> subgroup_input_names(None)
+    ('specifier_inflammatory_depression',)
+    """
+    clusters = () if subgroups is None else tuple(f"cluster_{label}" for label in subgroups.labels)
+    return SPECIFIER_INPUTS + clusters
+
+
+def inputs_for(config: CoreConfig) -> tuple[str, ...]:
+    """Every input the core computes under ``config``, in model order (for trainers).
+
+    :data:`INPUTS`, plus the subgroup inputs when ``config.risk.subgroup_inputs`` is on.
+
+    >>> from streams.config import RiskConfig
+    >>> inputs_for(CoreConfig()) == INPUTS
+    True
+    >>> inputs_for(CoreConfig(risk=RiskConfig(subgroup_inputs=True)))[-1]
+    'specifier_inflammatory_depression'
+    """
+    if not config.risk.subgroup_inputs:
+        return INPUTS
+    return INPUTS + subgroup_input_names(config.subgroups)
+
+
+def subgroup_inputs(
+    strata: StratificationState | None, subgroups: SubgroupSnapshot | None
+) -> dict[str, float]:
+    """The patient's subgroups as 0/1 inputs (see the module docstring).
+
+    >>> strata = StratificationState(specifiers=["inflammatory_depression"])
+    >>> strata.cluster.label = "c2"
+    >>> model = SubgroupSnapshot(features=("crp_log",), centre=(0.0,), scale=(1.0,),
+    ...     labels=("c1", "c2"), weights=(0.5, 0.5), means=((-1.0,), (1.0,)),
+    ...     variances=((0.5,), (0.5,)), descriptions=("a", "b"))
+    >>> subgroup_inputs(strata, model)
+    {'specifier_inflammatory_depression': 1.0, 'cluster_c1': 0.0, 'cluster_c2': 1.0}
+    >>> subgroup_inputs(None, None)
+    {'specifier_inflammatory_depression': 0.0}
+    """
+    held = () if strata is None else strata.specifiers
+    values = {f"specifier_{s.name}": float(s.name in held) for s in SPECIFIERS}
+    if subgroups is not None:
+        label = None if strata is None else strata.cluster.label
+        values |= {f"cluster_{c}": float(c == label) for c in subgroups.labels}
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +182,18 @@ class RiskFeatures:
     anomaly: AnomalyRate = field(default_factory=AnomalyRate)
 
     def learn_one(
-        self, day: ClosedDay, courses: Mapping[str, InstrumentCourse], config: RiskConfig
+        self,
+        day: ClosedDay,
+        courses: Mapping[str, InstrumentCourse],
+        config: RiskConfig,
+        strata: StratificationState | None = None,
+        subgroups: SubgroupSnapshot | None = None,
     ) -> DayInputs | None:
-        """Fold in one closed day (days arrive in calendar order); its inputs, once scored."""
+        """Fold in one closed day (days arrive in calendar order); its inputs, once scored.
+
+        ``strata`` and ``subgroups`` (the patient's stratification and the population
+        subgroup model) are read only when ``config.subgroup_inputs`` is on.
+        """
         deviations = [day.deviations.get(f) for f in FEATURES]
         if not self.last_day and all(z is None for z in deviations):
             return None
@@ -166,7 +238,12 @@ class RiskFeatures:
             values[f"{feature}_drift"] = (memory[at + 2] - memory[at + 3]) / _MILLI / h
         values["anomaly_rate"] = rate
         values.update(rating_inputs(courses, micros(day.end), config))
-        rounded = {name: round(values[name], 4) for name in INPUTS}
+        names = INPUTS
+        if config.subgroup_inputs:
+            extra = subgroup_inputs(strata, subgroups)
+            values.update(extra)
+            names = INPUTS + tuple(extra)
+        rounded = {name: round(values[name], 4) for name in names}
         return DayInputs(day.day, day.end, rounded, round(rate, 4), tuple(signals))
 
     def clone(self) -> RiskFeatures:

@@ -24,10 +24,10 @@ class StratificationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: Emit :class:`~schemas.events.SubgroupAssigned` events. The profile is
-    #: kept either way; emission is opt-in until every consumer of the core's
-    #: outputs (replay files, API, dashboards) shows the new event kind.
-    emit_events: bool = False
+    #: Emit :class:`~schemas.events.SubgroupAssigned` events (on change only). The
+    #: profile and the labels are kept in the state either way, so turning it off
+    #: changes no state, only which outputs appear.
+    emit_events: bool = True
 
     # -- the profile ---------------------------------------------------------------------------
     #: Ratings in the exponentially weighted symptom-dimension means (older ones fade).

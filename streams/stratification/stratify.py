@@ -7,7 +7,7 @@ day. Each updates the patient's
 specifier and, when ``CoreConfig.subgroups`` holds a population subgroup
 model, weighs the patient's cluster (with hysteresis). A change of subgroup
 becomes a :class:`~schemas.events.SubgroupAssigned` event when
-``config.stratification.emit_events`` is on.
+``config.stratification.emit_events`` is on (the default).
 
 Ids derive from the patient, the scheme, the new subgroup and the cause (the
 input event, or the closed day), so a replay gives the same events.
@@ -16,8 +16,7 @@ input event, or the closed day), so a replay gives the same events.
 >>> from schemas.events import ClinicalScore, LabResult
 >>> from schemas.examples import envelope_fields, example_uuid
 >>> from streams.config import CoreConfig
->>> from streams.stratification.config import StratificationConfig
->>> config = CoreConfig(stratification=StratificationConfig(emit_events=True))
+>>> config = CoreConfig()
 >>> from streams.state import PatientState
 >>> state, t0 = PatientState(), datetime(2026, 3, 2, 9, tzinfo=UTC)
 >>> def at(n):

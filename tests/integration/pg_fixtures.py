@@ -209,6 +209,15 @@ VIEW_COLUMNS: dict[str, list[str]] = {
         "last_score_at", "last_outcome", "last_outcome_at",
     ],
     "v_input_events": ["kind", "event_id", "patient_id", "observed_at", "received_at", "payload"],
+    "v_subgroup_changes": [
+        "patient_id", "observed_at", "scheme", "scheme_name", "subgroup", "previous",
+        "description", "version", "probability", "citation", "evidence", "caused_by",
+        "received_at", "event_id",
+    ],
+    "v_subgroups": [
+        "patient_id", "scheme", "scheme_name", "subgroup", "description", "since", "previous",
+        "version", "probability", "citation", "evidence", "received_at", "event_id",
+    ],
 }  # fmt: skip
 
 

@@ -6,7 +6,7 @@ embedded PostgreSQL. A simulated cohort (4 patients x 30 days, wearable
 uploads, scores, labs, duplicates and late uploads) is produced the way the
 ingest edge produces it; once the store holds every output, the history is
 replayed from the store through the same core, and the replayed outputs
-(course updates, daily features, alerts, risk) must equal the live ones:
+(course updates, daily features, alerts, risk, subgroup changes) must equal the live ones:
 same event ids, same content.
 
 The worker reads four input topics; the broker keeps order within a topic
@@ -24,14 +24,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from pydantic import TypeAdapter
 
-from schemas.events import AnyEvent
+from schemas.events import AnyEvent, ClinicalScore, LabResult
 from schemas.examples import EXAMPLE_KEY
 from schemas.identity import event_id_for, pseudonymise
 from services.embedded import EmbeddedBroker
@@ -71,6 +71,29 @@ def isolated(events: Iterable[Any], run: str) -> list[Any]:
             reading["event_id"] = str(event_id_for(run, reading["event_id"]))
         result.append(_ANY.validate_python(data))
     return result
+
+
+def with_inflammation(events: list[Any]) -> list[Any]:
+    """The cohort, and for its first patient a MADRS of 24 and two CRP results above 3 mg/L
+    arriving after everything else: the core then derives a subgroup change (the
+    inflammatory-depression specifier), live and in replay."""
+    patient = events[0].patient_id
+    last = max(e.received_at for e in events)
+    extra: list[Any] = []
+    for n, kind, value in [(1, "madrs", 24.0), (2, "crp", 4.5), (3, "crp", 5.2)]:
+        when = last + timedelta(days=n)
+        fields = {
+            "event_id": event_id_for("replay-equals-live", kind, str(n)),
+            "patient_id": patient,
+            "observed_at": when,
+            "received_at": when,
+            "source": {"system": "it-test"},
+        }
+        if kind == "madrs":
+            extra.append(ClinicalScore(**fields, instrument="madrs", rater="clinician", total=24))
+        else:
+            extra.append(LabResult(**fields, analyte="crp", value=value, unit="mg/L"))
+    return [*events, *extra]
 
 
 def runs_by_patient(events: list[Any]) -> dict[str, list[list[Any]]]:
@@ -150,7 +173,7 @@ def stored_outputs(url: str, patients: list[str]) -> dict[str, dict[str, Any]]:
     """Live outputs in the store, event id -> content."""
     found: dict[str, dict[str, Any]] = {}
     with psycopg.connect(url) as conn:
-        for table in ("course_updates", "alerts", "risk_assessments"):
+        for table in ("course_updates", "alerts", "risk_assessments", "subgroup_assignments"):
             rows = conn.execute(
                 f"SELECT payload::text FROM {table} WHERE patient_id = ANY(%s)", (patients,)
             )
@@ -213,7 +236,7 @@ def test_replaying_the_stored_history_reproduces_the_live_outputs(
     cohort = simulate_cohort(
         4, 30, seed=5, start=datetime(2026, 1, 5, tzinfo=UTC), samples_per_hour=2
     )
-    events = isolated(cohort.events(), run)
+    events = isolated(with_inflammation(list(cohort.events())), run)
     patients = sorted({e.patient_id for e in events})
     unique = len({e.event_id for e in events})
     assert unique < len(events), "the cohort should hold re-sent duplicates"
@@ -223,7 +246,7 @@ def test_replaying_the_stored_history_reproduces_the_live_outputs(
 
     replayed = {str(o.event_id): content(o) for o in replay_outputs(url, patients=patients)}
     kinds = {o["kind"] for o in replayed.values()}
-    assert {"course_update", "alert"} <= kinds, kinds
+    assert {"course_update", "alert", "subgroup_assigned"} <= kinds, kinds
     wait_until(
         lambda: replayed.keys() <= stored_outputs(url, patients).keys(),
         "the sink to store every live output",
@@ -249,9 +272,8 @@ def test_replaying_the_stored_history_reproduces_the_live_outputs(
     manifest = replay(url, patients=patients, out_dir=tmp_path / "replay", who="it-test")
     counts = manifest.row_counts
     assert counts["input_events"] == unique
-    assert counts["trajectories"] + counts["features"] + counts["alerts"] + counts["risk"] == len(
-        live
-    )
+    derived = ("trajectories", "features", "alerts", "risk", "subgroups")
+    assert sum(counts[stream] for stream in derived) == len(live)
     with psycopg.connect(url) as conn:
         audited = conn.execute(
             "SELECT actor, status, row_counts ->> 'input_events' FROM audit_log "

@@ -22,6 +22,8 @@ from services.store.migrations import (
     v0004_alert_delivery,
     v0005_audit,
     v0006_subgroups,
+    v0007_subgroup_views,
+    v0008_model_versions,
 )
 
 MIGRATIONS: tuple[ModuleType, ...] = (
@@ -31,6 +33,8 @@ MIGRATIONS: tuple[ModuleType, ...] = (
     v0004_alert_delivery,
     v0005_audit,
     v0006_subgroups,
+    v0007_subgroup_views,
+    v0008_model_versions,
 )
 
 __all__ = ["MIGRATIONS"]

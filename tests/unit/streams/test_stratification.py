@@ -163,10 +163,18 @@ def test_specifier_changes_become_events_once_each() -> None:
     assert "CRP above 3 mg/L" in first.description
 
 
-def test_no_subgroup_events_unless_asked_for() -> None:
+def test_subgroup_events_are_emitted_by_default_and_can_be_turned_off() -> None:
     history = [score("madrs", at(0), 24), lab("crp", 4.5, at(1)), lab("crp", 5.2, at(30))]
     state, outputs = replay(history)
-    assert _subgroups(outputs) == []
+    assert [(o.scheme_name, o.subgroup) for o in _subgroups(outputs)] == [
+        ("inflammatory_depression", "inflammatory_depression")
+    ]
+    quiet = CoreConfig(stratification=StratificationConfig(emit_events=False))
+    quiet_state, quiet_outputs = replay(history, quiet)
+    assert _subgroups(quiet_outputs) == []
+    assert [o for o in outputs if not isinstance(o, SubgroupAssigned)] == quiet_outputs
+    # Emission changes which outputs appear, never what the state remembers.
+    assert quiet_state.strata == state.strata
     assert state.strata is not None and state.strata.specifiers == ["inflammatory_depression"]
 
 
