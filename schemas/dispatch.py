@@ -21,9 +21,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.envelope import Source
+from schemas.envelope import MAX_CLOCK_SKEW, Source, utc
 from schemas.events import (
-    MAX_DEAD_LETTER_RAW,
     RAW_KINDS,
     AnyEvent,
     ClinicalOutcome,
@@ -63,11 +62,84 @@ def decode(
     reasons that name the field, the value and what is accepted.
     """
     data = raw.encode() if isinstance(raw, str) else raw
+    event = _valid_at_once(data, topic)
+    if event is not None:
+        return _not_ahead(event, data, topic, received_at, source)
     try:
         document = loads(data)
     except ValueError as error:
         return dead_letter(data, topic, received_at, f"not valid JSON: {error}", source=source)
     return decode_document(document, raw=data, topic=topic, received_at=received_at, source=source)
+
+
+def _not_ahead(
+    event: InputEvent, raw: bytes, topic: str, received_at: datetime, source: Source
+) -> InputEvent | DeadLetter:
+    """``event``, unless it claims to have been received after the receiver's own clock.
+
+    A producer sets ``received_at``; one record received "in 9999" would move
+    the patient's watermark there and make every later real event late. The
+    receiver's clock (the edge's, or the broker's timestamp for the worker and
+    the sink) bounds it, with :data:`~schemas.envelope.MAX_CLOCK_SKEW` of slack.
+    """
+    if utc(event.received_at) - utc(received_at) <= MAX_CLOCK_SKEW:
+        return event
+    reason = (
+        f"field 'received_at': {event.received_at.isoformat()} is after the receiver's clock "
+        f"({utc(received_at).isoformat()}) by more than {MAX_CLOCK_SKEW}; accepted: the time "
+        "the record was received, or leave it out and the edge stamps it"
+    )
+    error = FieldError(field="received_at", message=reason, value=event.received_at.isoformat())
+    return dead_letter(
+        raw,
+        topic,
+        received_at,
+        reason,
+        errors=(error,),
+        patient_id=event.patient_id,
+        source=source,
+    )
+
+
+#: A run of digits too long for a float (from ~309 on ``float(int)`` overflows).
+_LONG_NUMBER = b"0" * 300
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+
+
+def _lenient_json(data: bytes) -> bool:
+    """Whether pydantic's JSON parser could accept what :func:`loads` + ``validate_python`` refuse.
+
+    NaN and Infinity literals (:func:`loads` refuses them), and integers too
+    long for a float (pydantic reads them as infinity where ``float(int)``
+    overflows). A plain substring search, not a regular expression: this runs
+    on every record, and a regex scan costs as much as the validation.
+    """
+    if b"NaN" in data or b"Infinity" in data:
+        return True
+    return len(data) >= 300 and _LONG_NUMBER in data.translate(_DIGITS_TO_ZERO)
+
+
+def _valid_at_once(data: bytes, topic: str) -> InputEvent | None:
+    """The event, when ``data`` is a valid record for ``topic``, parsed and validated in one pass.
+
+    The happy path of :func:`decode`: pydantic's ``validate_json`` instead of
+    ``json.loads`` and ``validate_python`` (a second walk over the document).
+    It accepts exactly what the full path accepts, and returns the same
+    event: the records on which the two parsers could disagree are left to
+    the full path (:func:`_lenient_json`), and so is every record that fails
+    here, so that its dead letter is made as before. ``None``: use the full path.
+    """
+    if _lenient_json(data):
+        return None
+    try:
+        event: InputEvent = _ANY_EVENT.validate_json(data)
+    except ValidationError:
+        return None
+    accepted_here = KINDS_BY_TOPIC.get(topic, _RAW_KIND_SET)
+    return event if event.kind in accepted_here and event.kind in _RAW_KIND_SET else None
+
+
+_RAW_KIND_SET = frozenset(RAW_KINDS)
 
 
 def decode_document(
@@ -116,7 +188,7 @@ def decode_document(
         return dead_letter(
             raw, topic, received_at, reason, errors=errors, patient_id=known, source=source
         )
-    return event
+    return _not_ahead(event, raw, topic, received_at, source)
 
 
 def field_errors(error: ValidationError) -> tuple[FieldError, ...]:
@@ -165,22 +237,119 @@ def dead_letter(
     keeps it once. ``redacted`` replaces the stored text when the payload holds
     something that must not travel (a source identifier); ``raw_size`` and
     ``raw_sha256`` still describe the original bytes.
+
+    A dead letter is kept under :data:`MAX_DEAD_LETTER_BYTES` of JSON, whatever
+    the size of the record: a broker refuses a bigger message (Kafka's and
+    aiokafka's default limit is 1 MiB), and a dead letter that cannot be sent
+    is a record lost without a trace. A longer text is cut, and the reason
+    says so and how big the record was.
+
+    >>> from datetime import UTC, datetime
+    >>> when = datetime(2026, 3, 2, 9, 10, tzinfo=UTC)
+    >>> big = b'{"kind": "wearable_upload", "readings": [' + b"1.0, " * 400_000 + b"]}"
+    >>> letter = dead_letter(big, "psymon.wearable-samples.v1", when, "too many readings")
+    >>> len(letter.model_dump_json()) <= MAX_DEAD_LETTER_BYTES, letter.raw_size
+    (True, 2000043)
+    >>> print(letter.reason)  # doctest: +ELLIPSIS
+    too many readings; 'raw' keeps the first 523,648 bytes of 2,000,043 (...)
     """
     digest = hashlib.sha256(raw).hexdigest()
     text = redacted if redacted is not None else raw.decode("utf-8", errors="replace")
-    text = text[:MAX_DEAD_LETTER_RAW]
-    return DeadLetter(
+    letter = DeadLetter(
         event_id=event_id_for("dead-letter", topic, digest),
         patient_id=patient_id,
         received_at=received_at,
         topic=topic,
-        reason=reason[:2000],
+        reason=_clip(reason, _MAX_REASON),
         errors=errors[:50],
-        raw=text,
+        raw="",
         raw_size=len(raw),
         raw_sha256=digest,
         source=source,
     )
+    return with_raw_text(letter, text)
+
+
+#: Largest dead letter psymon makes, in bytes of JSON: half of the 1 MiB that a
+#: Kafka broker (``message.max.bytes``) and its clients (``max_request_size``)
+#: accept by default, so that every edge can send it whatever it holds.
+MAX_DEAD_LETTER_BYTES = 512 * 1024
+_MAX_REASON = 2000
+#: What :func:`with_raw_text` appends to the reason of a dead letter whose text it cut.
+_CUT_NOTE = "; 'raw' keeps the first {kept:,} bytes of {whole:,} ({why})"
+_CUT_WHY = (
+    "a dead letter is kept under {limit} KiB so that the broker takes it; "
+    "raw_size and raw_sha256 describe the whole record"
+)
+_CUT_MARK = "; 'raw' keeps the first "
+
+
+def with_raw_text(letter: DeadLetter, text: str) -> DeadLetter:
+    """``letter`` holding ``text`` as its raw text, cut to keep it under the size limit.
+
+    For an edge that replaces the stored text after judging a record (a
+    redacted CSV row): the cut and the note in the reason are made again for
+    the new text.
+
+    >>> from datetime import UTC, datetime
+    >>> when = datetime(2026, 3, 2, 9, 10, tzinfo=UTC)
+    >>> letter = dead_letter(b"x" * 600_000, "psymon.lab-results.v1", when, "not valid JSON")
+    >>> short = with_raw_text(letter, "row withheld")
+    >>> short.raw, short.reason, short.raw_size
+    ('row withheld', 'not valid JSON', 600000)
+    """
+    reason = letter.reason.split(_CUT_MARK, 1)[0]
+    errors = letter.errors
+    empty = letter.model_copy(update={"raw": "", "reason": reason, "errors": errors})
+    room = MAX_DEAD_LETTER_BYTES - _json_size(empty) - len(_CUT_NOTE) - len(_CUT_WHY) - 64
+    while room < MAX_DEAD_LETTER_BYTES // 2 and errors:
+        # Pathological: errors so long that they crowd out the record itself.
+        errors = errors[: len(errors) // 2]
+        empty = empty.model_copy(update={"errors": errors})
+        room = MAX_DEAD_LETTER_BYTES - _json_size(empty) - len(_CUT_NOTE) - len(_CUT_WHY) - 64
+    kept = _prefix_within(text, room)
+    if len(kept) < len(text):
+        note = _CUT_NOTE.format(
+            kept=len(kept.encode("utf-8", errors="replace")),
+            whole=len(text.encode("utf-8", errors="replace")),
+            why=_CUT_WHY.format(limit=MAX_DEAD_LETTER_BYTES // 1024),
+        )
+        reason = _clip(reason, _MAX_REASON - len(note)) + note
+    return DeadLetter.model_validate(
+        {**dict(empty), "reason": reason, "errors": errors, "raw": kept}
+    )
+
+
+def _json_size(letter: DeadLetter) -> int:
+    return len(letter.model_dump_json().encode("utf-8", errors="replace"))
+
+
+def _prefix_within(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose JSON string encoding takes at most ``limit`` bytes.
+
+    JSON escapes control characters as six bytes (``\\u0000``) and a character
+    takes up to four bytes of UTF-8, so characters are not bytes.
+
+    >>> _prefix_within("ab\\x00cd", 8)
+    'ab\\x00'
+    >>> _prefix_within("ééé", 4)
+    'éé'
+    """
+    if _encoded_size(text) <= limit:
+        return text
+    low, high = 0, min(len(text), limit)  # every character takes at least one byte
+    while low < high:  # the longest prefix that fits, by bisection
+        middle = (low + high + 1) // 2
+        if _encoded_size(text[:middle]) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
+def _encoded_size(text: str) -> int:
+    """Bytes of ``text`` as a JSON string, quotes excluded (as pydantic writes it)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", errors="replace")) - 2
 
 
 def _redacted(document: Mapping[str, Any], *fields: str) -> str:

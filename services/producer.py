@@ -52,6 +52,13 @@ class KafkaEventSink:
             retries=5,
             max_in_flight_requests_per_connection=1,  # keeps per-patient order on retry
             max_request_size=8 * 1024 * 1024,
+            # An idempotent producer (kafka-python's default) fails every send with
+            # UnknownProducerIdError once the memory broker restarts under it; order
+            # holds without it (one request in flight) and event ids make a resend harmless.
+            enable_idempotence=False,
+            # Apache Kafka would otherwise create a topic this producer names with its
+            # own partition count (Tansu 0.6 ignores the flag: topics are created first).
+            allow_auto_create_topics=False,
         )
         self._pending: list[object] = []
 

@@ -13,10 +13,15 @@ What this module knows about Tansu (0.6.0-510f3e2, measured here):
 * its first consumer-group generation is 0, and aiokafka (faust) sends no
   LeaveGroup at generation 0: the first restart of a worker group waits for
   the old member's session to expire (~11 s instead of ~3 s), later ones do not;
-* it auto-creates an unknown topic with 4 partitions on first use, so every
-  topic is created explicitly, with the configured partition count, before
-  anything produces to it (a faust table whose partition count differs from
-  its source topic hangs its agent);
+* it auto-creates an unknown topic with 4 partitions when a client asks for
+  its metadata, even when the client sets ``allow_auto_create_topics=False``,
+  so every topic is created explicitly, with the configured partition count,
+  before anything produces to it (a faust table whose partition count differs
+  from its source topic hangs its agent), and :meth:`EmbeddedBroker.start`
+  replaces topics that reconnecting clients made first;
+* it acknowledges records produced to a topic that does not exist, and once
+  the topic is created they count in its offsets but cannot be fetched
+  (:func:`ensure_topics` deletes and re-creates such a topic);
 * its memory storage loses everything when it stops.
 
 >>> with EmbeddedBroker(partitions=2) as broker:
@@ -173,8 +178,22 @@ class EmbeddedBroker:
         return self
 
     def create_topics(self, partitions: int, topics: Iterable[str] = ALL_TOPICS) -> dict[str, int]:
-        """Create ``topics`` with ``partitions`` partitions (see :func:`ensure_topics`)."""
-        return ensure_topics(self.bootstrap, partitions, topics, timeout=self._startup_timeout)
+        """Create ``topics`` with ``partitions`` partitions (see :func:`ensure_topics`).
+
+        The broker's memory storage started empty, so a topic already there
+        with another partition count was auto-created by a client that
+        reconnected first (a worker or sink still running across a broker
+        restart asks for its topics' metadata, and Tansu creates unknown
+        topics with 4 partitions whatever the client says): it is deleted and
+        created again with ``partitions``.
+        """
+        return ensure_topics(
+            self.bootstrap,
+            partitions,
+            topics,
+            timeout=self._startup_timeout,
+            replace_mismatched=True,
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker: SIGINT, wait up to ``timeout`` s, SIGKILL. Safe to call twice.

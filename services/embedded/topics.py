@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from schemas.topics import ALL_TOPICS
+from schemas.topics import ALL_TOPICS, MODELS
 
 
 class BrokerError(RuntimeError):
@@ -34,11 +34,32 @@ def ensure_topics(
     compacted: Iterable[str] = (),
     replication: int = 1,
     timeout: float = 30.0,
+    replace_mismatched: bool = False,
+    check_readable: Iterable[str] = (),
 ) -> dict[str, int]:
     """Create the missing ``topics`` with ``partitions`` partitions; check the others.
 
     Works against any Kafka-compatible broker (Tansu, Apache Kafka). Topics in
     ``compacted`` (faust table changelogs) get ``cleanup.policy=compact``.
+
+    A topic this call creates that holds records at once, and a topic of
+    ``check_readable`` whose records cannot be read, is deleted and created
+    again: Tansu 0.6 (memory storage) acknowledges records produced to a topic
+    that does not exist (a client still connected across a broker restart),
+    and once the topic is created they count in its offsets but can never be
+    fetched, so a faust worker restoring its table from such a changelog waits
+    forever ("No event received for active tp ... since recovery start").
+
+    Parameters
+    ----------
+    replace_mismatched
+        Delete and re-create topics that exist with another partition count
+        instead of refusing. Only for a broker that has just started with
+        empty memory storage (:meth:`services.embedded.EmbeddedBroker.start`):
+        there such topics were auto-created by clients that reconnected first,
+        and hold nothing worth keeping.
+    check_readable
+        Topics whose records must be readable (faust changelogs).
 
     Returns
     -------
@@ -58,18 +79,117 @@ def ensure_topics(
         raise ValueError(f"partitions must be at least 1, got {partitions}")
     wanted = list(dict.fromkeys(topics))
     compact = set(compacted)
+    readable = [t for t in dict.fromkeys(check_readable) if t in wanted]
     admin = _admin(bootstrap, timeout)
     try:
-        existing = _partition_counts(admin, wanted)
-        _check_counts(existing, partitions)  # before creating anything with the wrong count
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            _create(admin, missing, partitions, replication, compact, timeout)
-        counts = _wait_for_topics(admin, wanted, timeout)
+        for _ in range(_ATTEMPTS):
+            existing = _partition_counts(admin, wanted)
+            wrong = [t for t, n in existing.items() if n != partitions]
+            if not replace_mismatched:
+                _check_counts(existing, partitions)  # before creating anything
+            _delete(admin, wrong, timeout)
+            missing = [t for t in wanted if t not in existing or t in wrong]
+            if missing:
+                _create(admin, missing, partitions, replication, compact, timeout)
+            counts = _wait_for_topics(admin, wanted, timeout)
+            suspect = [*missing, *(t for t in readable if t not in missing)]
+            broken = _unreadable(bootstrap, suspect, timeout)
+            _delete(admin, broken, timeout)
+            wrong_now = replace_mismatched and any(n != partitions for n in counts.values())
+            if not broken and not wrong_now:
+                break
     finally:
         admin.close()
     _check_counts(counts, partitions)  # another process may have created one meanwhile
     return counts
+
+
+#: Rounds of deleting and creating topics before :func:`ensure_topics` gives up:
+#: clients reconnecting to a restarted broker may auto-create a topic again in between.
+_ATTEMPTS = 5
+#: Seconds to wait for the first record of a topic that reports records.
+_READ_TIMEOUT = 10.0
+
+
+def _delete(admin: Any, topics: list[str], timeout: float) -> None:
+    from kafka.errors import UnknownTopicOrPartitionError
+
+    for topic in topics:
+        with contextlib.suppress(UnknownTopicOrPartitionError):
+            admin.delete_topics([topic], timeout_ms=int(timeout * 1000))
+    if topics:
+        deadline = time.monotonic() + timeout
+        while set(topics) & set(_partition_counts(admin, topics)):
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"topics still present {timeout:.0f} s after deleting them")
+            time.sleep(0.1)
+
+
+def _unreadable(bootstrap: str, topics: list[str], timeout: float) -> list[str]:
+    """Topics holding records that cannot be read (see :func:`ensure_topics`).
+
+    A topic created a moment ago should hold nothing; if it reports records,
+    fetching from its start tells whether they are real (a producer was quick)
+    or were written to the topic before it existed. Healthy topics answer in
+    milliseconds; only a broken one costs the wait.
+    """
+    if not topics:
+        return []
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        client_id="psymon-admin",
+        enable_auto_commit=False,
+        allow_auto_create_topics=False,
+        fetch_max_wait_ms=50,
+        request_timeout_ms=int(max(timeout, 5.0) * 1000),
+    )
+    try:
+        broken = []
+        for topic in topics:
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            starts = consumer.beginning_offsets(parts)
+            ends = consumer.end_offsets(parts)
+            holding = [tp for tp in parts if ends[tp] > starts[tp]]
+            if holding and not _first_records_arrive(consumer, holding, _READ_TIMEOUT):
+                broken.append(topic)
+        return broken
+    finally:
+        consumer.close()
+
+
+def _first_records_arrive(consumer: Any, partitions: list[Any], timeout: float) -> bool:
+    """Whether every one of ``partitions`` gives its first record within ``timeout`` s."""
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    waiting = set(partitions)
+    deadline = time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=200).items():
+            if records:
+                waiting.discard(tp)
+    return not waiting
+
+
+def ensure_models_topic(
+    bootstrap: str, topic: str = MODELS, *, replication: int = 1, timeout: float = 30.0
+) -> None:
+    """Create the models topic if missing: one partition, compacted.
+
+    One partition, whatever ``PSYMON_PARTITIONS`` says: model versions are few,
+    and a single partition gives every reader the versions in the order the
+    trainer published them. Compaction keeps the newest version of each model
+    (the key is the model name); the trainer archives every version elsewhere.
+
+    Raises
+    ------
+    TopicPartitionMismatch
+        ``topic`` exists with more than one partition.
+    """
+    ensure_topics(
+        bootstrap, 1, (topic,), compacted=(topic,), replication=replication, timeout=timeout
+    )
 
 
 def _check_counts(counts: dict[str, int], partitions: int) -> None:

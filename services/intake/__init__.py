@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from schemas.dispatch import InputEvent, dead_letter, decode_document, loads
+from schemas.dispatch import InputEvent, dead_letter, decode_document, loads, with_raw_text
 from schemas.envelope import MAX_CLOCK_SKEW, Source, utc
 from schemas.events import DeadLetter
 from schemas.identity import PSEUDONYM_PATTERN
@@ -138,7 +138,7 @@ def _judge(
         outcome = dead_letter(raw, EDGE_TOPIC, received_at, reason, source=source)
     if isinstance(outcome, DeadLetter):
         if redacted is not None:
-            outcome = outcome.model_copy(update={"raw": redacted})
+            outcome = with_raw_text(outcome, redacted)  # cut as dead_letter cuts
         return Verdict(where, "rejected", dead_letter=outcome, reason=outcome.reason)
     return Verdict(where, "accepted", events=(outcome,))
 

@@ -64,6 +64,8 @@ class TopicWriter:
             retries=5,
             max_in_flight_requests_per_connection=1,  # keeps per-patient order on retry
             max_request_size=8 * 1024 * 1024,
+            enable_idempotence=False,  # survives a memory-broker restart (services/producer.py)
+            allow_auto_create_topics=False,  # the topic was created above, with its count
         )
         self._pending: list[Any] = []
         self.sent = 0

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.broker_ends import ChangelogWrites, worker_lag
 from tests.reliability.harness import (
     SEED,
     Census,
-    StateWrites,
     cohort,
     compare_with_uninterrupted,
     expected_rows,
@@ -68,7 +68,7 @@ def test_killed_workers_and_sinks_lose_nothing_and_store_nothing_twice(
             sink = pipeline.start_sink()
             pipeline.worker.wait_ready()
             patients = {e.patient_id for e in events}
-            writes = StateWrites(broker.bootstrap, pipeline.app_id, patients)
+            writes = ChangelogWrites(broker.bootstrap, pipeline.app_id, patients)
             pending = 0
             recoveries: list[dict[str, Any]] = []
             for index, wave in enumerate(history):
@@ -82,11 +82,11 @@ def test_killed_workers_and_sinks_lose_nothing_and_store_nothing_twice(
                         pipeline.worker.start()
                         pipeline.worker.wait_ready()
                         wait_until(
-                            lambda: pipeline.worker_lag() == 0,
+                            lambda: worker_lag(broker.bootstrap, pipeline.app_id) == 0,
                             "the restarted worker to catch up",
                         )
                         writes.close()  # it re-applied what it had not committed: count anew
-                        writes = StateWrites(broker.bootstrap, pipeline.app_id, patients)
+                        writes = ChangelogWrites(broker.bootstrap, pipeline.app_id, patients)
                         pending = 0
                     else:
                         sink.kill()

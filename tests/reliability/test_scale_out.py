@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.broker_ends import ChangelogWrites, worker_lag
 from tests.reliability.harness import (
     SEED,
     Census,
-    StateWrites,
     cohort,
     compare_with_uninterrupted,
     expected_rows,
@@ -67,7 +67,7 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_leaves(
                 timeout=45,
             )
             figures["assigned_before"] = [_assigned(first.log()), _assigned(second.log())]
-            writes = StateWrites(broker.bootstrap, pipeline.app_id, patients)
+            writes = ChangelogWrites(broker.bootstrap, pipeline.app_id, patients)
             pending = 0
             for index, wave in enumerate(history):
                 send(broker.bootstrap, wave)
@@ -77,13 +77,13 @@ def test_two_workers_share_the_work_and_one_takes_over_when_the_other_leaves(
                     code = second.stop()
                     assert code == 0, f"the leaving worker did not stop cleanly ({code})"
                     wait_until(
-                        lambda: pipeline.worker_lag() == 0,
+                        lambda: worker_lag(broker.bootstrap, pipeline.app_id) == 0,
                         "the remaining worker to take over and catch up",
                         timeout=TAKEOVER_TIMEOUT,
                     )
                     figures["takeover_s"] = round(time.monotonic() - began, 1)
                     writes.close()
-                    writes = StateWrites(broker.bootstrap, pipeline.app_id, patients)
+                    writes = ChangelogWrites(broker.bootstrap, pipeline.app_id, patients)
                     pending = 0
                 writes.wait_for(pending)
             writes.close()

@@ -1,0 +1,67 @@
+"""``decode``'s one-pass happy path judges every record as the full path does.
+
+:func:`schemas.dispatch.decode` first tries pydantic's ``validate_json``; the
+full path (``json.loads`` without NaN, then ``validate_python``) decides
+everything that one pass does not accept. These records are where the two
+parsers could disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from schemas.dispatch import decode, decode_document, loads
+from schemas.events import LabResult
+from schemas.examples import envelope_fields
+from schemas.topics import CLINICAL_SCORES, LAB_RESULTS
+from tests.factories import T0
+
+
+def _lab(**changes: Any) -> bytes:
+    lab = LabResult(**envelope_fields(), analyte="crp", value=0.45, unit="mg/dL")
+    document = json.loads(lab.model_dump_json())
+    document.update(changes)
+    return json.dumps(document).encode()
+
+
+def _with(raw: bytes, old: bytes, new: bytes) -> bytes:
+    assert raw.count(old) == 1, old
+    return raw.replace(old, new)
+
+
+def _full_path(raw: bytes, topic: str) -> Any:
+    try:
+        document = loads(raw)
+    except ValueError:
+        return "not valid JSON"
+    return decode_document(document, raw=raw, topic=topic, received_at=T0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "topic"),
+    [
+        (_lab(), LAB_RESULTS),
+        (_lab(), CLINICAL_SCORES),  # a lab result on the scores topic
+        (_lab(reported_value=1.5), LAB_RESULTS),
+        (
+            _with(_lab(reported_value=2), b'"reported_value": 2', b'"reported_value": NaN'),
+            LAB_RESULTS,
+        ),
+        (_with(_lab(), b'"value": 4.5', b'"value": -Infinity'), LAB_RESULTS),
+        (_with(_lab(reported_value=7), b": 7,", b": " + b"7" * 400 + b","), LAB_RESULTS),
+        (_lab()[:-1] + b', "value": 0.9}', LAB_RESULTS),  # a repeated key: the last one counts
+        (b"\xef\xbb\xbf" + _lab(), LAB_RESULTS),  # a byte-order mark
+    ],
+    ids=["valid", "wrong-topic", "reported", "nan", "infinity", "huge-int", "repeat", "bom"],
+)
+def test_decode_agrees_with_the_full_path(raw: bytes, topic: str) -> None:
+    decoded = decode(raw, topic=topic, received_at=T0)
+    expected = _full_path(raw, topic)
+    if expected == "not valid JSON":
+        assert decoded.kind == "dead_letter"
+        assert decoded.reason.startswith("not valid JSON")
+    else:
+        assert decoded == expected
