@@ -4,14 +4,17 @@
 ``psymon-sink``, auto-commit off) reads every input and output topic
 (:data:`schemas.topics.ALL_TOPICS`), gathers records into batches (up to
 5,000 records or 500 ms), decodes them and stores them with
-:class:`services.store.writer.StoreWriter` (COPY into staging, then
-``INSERT ... ON CONFLICT DO NOTHING``). Only after the database transaction
+:class:`services.store.writer.StoreWriter` (binary COPY; the table's unique
+key refuses an event already stored, and such a batch goes through staging
+and ``INSERT ... ON CONFLICT DO NOTHING``). Only after the database transaction
 has committed are the batch's offsets committed to Kafka: a crash in between
 re-delivers the batch, and the unique keys make the second load a no-op.
 At-least-once delivery, exactly-once effect.
 
 Input topics are judged by :func:`schemas.dispatch.decode`, exactly as at the
-edge; output topics are parsed as :data:`schemas.events.AnyEvent`. A record
+edge; output topics are parsed as :data:`schemas.events.AnyEvent`, validated
+too: nothing marks a record on an output topic as written by psymon's worker,
+and the store must never hold what the schema refuses. A record
 that does not decode is stored in ``dead_letters`` with the reason.
 
 When the database goes away the sink pauses consumption (it keeps polling,
@@ -298,6 +301,8 @@ def run_sink(
         # The embedded broker answers JoinGroup after half the session timeout.
         session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
+        # A topic is created by psymon with its partition count, never by a metadata request.
+        allow_auto_create_topics=False,
     )
     sink = Sink(database_url)
     try:

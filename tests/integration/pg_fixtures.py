@@ -341,11 +341,22 @@ def cohort_events(
 
 
 def as_records(
-    events: Sequence[Storable], *, timestamp_ms: int = 1_772_442_000_000
+    events: Sequence[Storable], *, timestamp_ms: int | None = None
 ) -> list[SinkRecord]:
-    """The Kafka records a producer would send for ``events``."""
+    """The Kafka records a producer would send for ``events``.
+
+    Each record carries the broker timestamp of its arrival: the event's own
+    ``received_at`` unless ``timestamp_ms`` fixes one for all (a receiver
+    refuses a ``received_at`` ahead of its clock, :func:`schemas.dispatch.decode`).
+    """
     return [
-        SinkRecord(topic_for_kind(e.kind), e.model_dump_json().encode(), timestamp_ms, 0, i)
+        SinkRecord(
+            topic_for_kind(e.kind),
+            e.model_dump_json().encode(),
+            timestamp_ms if timestamp_ms is not None else int(e.received_at.timestamp() * 1000),
+            0,
+            i,
+        )
         for i, e in enumerate(events)
     ]
 

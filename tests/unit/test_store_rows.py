@@ -1,0 +1,93 @@
+"""The writer's rows for wearable uploads are the rows the table specs define.
+
+The writer builds an upload's sample rows straight from its readings
+(:func:`services.store.writer.rows_of`) instead of through a ``WearableSample``
+per reading; what it stores must not change: same values, same payload text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from schemas.envelope import Source
+from schemas.events import ClinicalScore, WearableUpload
+from schemas.examples import EXAMPLE_KEY, envelope_fields
+from schemas.identity import event_id_for, pseudonymise
+from services.simulator import simulate_cohort
+from services.store.tables import stored_events
+from services.store.writer import _Spans, rows_of
+
+BERLIN_SUMMER = timezone(timedelta(hours=2))
+
+
+def _upload(start: datetime, minutes: int, *, time_zone: str | None = None) -> WearableUpload:
+    patient = pseudonymise("rows-test", EXAMPLE_KEY, system="tests")
+    readings = [
+        {
+            "event_id": event_id_for("rows-test", str(start), str(i)),
+            "metric": ("heart_rate", "steps", "sleep", "hrv_rmssd")[i % 4],
+            "value": (72, 120, 0.5, 0.042)[i % 4],
+            "unit": ("bpm", "count", "h", "s")[i % 4],  # converted to canonical units
+            "start": start + timedelta(minutes=i),
+            "end": start + timedelta(minutes=i + 1),
+        }
+        for i in range(minutes)
+    ]
+    return WearableUpload(
+        event_id=event_id_for("rows-test", str(start)),
+        patient_id=patient,
+        observed_at=start,
+        received_at=start + timedelta(minutes=minutes, seconds=30),
+        source=Source(system="tests", device="watch-\u00e9"),
+        time_zone=time_zone,
+        window_end=start + timedelta(minutes=minutes),
+        readings=readings,
+    )
+
+
+def _uploads() -> list[WearableUpload]:
+    simulated = simulate_cohort(3, 2, seed=5, start=datetime(2026, 1, 30, tzinfo=UTC))
+    return [
+        *(e for e in simulated.events() if isinstance(e, WearableUpload)),
+        _upload(datetime(2026, 3, 29, 23, 50, tzinfo=BERLIN_SUMMER), 30),
+        _upload(datetime(2026, 4, 30, 23, 45, 0, 250_000, tzinfo=UTC), 40, time_zone="Asia/Tokyo"),
+    ]
+
+
+def test_upload_rows_equal_the_rows_of_the_table_specs() -> None:
+    for upload in _uploads():
+        fast = rows_of(upload)
+        assert [row for _, row in fast] == [row for _, row in stored_events(upload)]
+
+
+def test_sample_payloads_are_the_samples_json_byte_for_byte() -> None:
+    for upload in _uploads():
+        payloads = [row[-1] for _, row in rows_of(upload)[1:]]
+        expected = [sample.model_dump_json() for sample in upload.samples()]
+        assert payloads == expected
+
+
+def test_a_sample_row_knows_the_event_it_stands_for() -> None:
+    upload = _uploads()[-1]
+    origin, row = rows_of(upload)[7]
+    assert origin == (upload, 6)
+    assert row[0] == upload.readings[6].event_id
+
+
+def test_spans_note_every_month_and_each_patients_first_and_last_observation() -> None:
+    spans = _Spans()
+    crossing = _uploads()[-1]  # 30 April 23:45 UTC to 1 May 00:25 UTC
+    spans.add_upload(crossing)
+    score = ClinicalScore(
+        **envelope_fields(observed_at=datetime(2026, 2, 27, 9, tzinfo=UTC)),
+        instrument="phq9",
+        rater="self",
+        total=3,
+    )
+    spans.add(score)
+    assert spans.months == {(2026, 4), (2026, 5), (2026, 2)}
+    first, last, received = spans.patients[crossing.patient_id]
+    rows = [row for _, row in rows_of(crossing)]
+    assert first == min(row[2] for row in rows)
+    assert last == max(row[2] for row in rows)
+    assert received == crossing.received_at
