@@ -25,6 +25,12 @@ INPUT_TOPICS: tuple[str, ...] = (CLINICAL_SCORES, WEARABLE_SAMPLES, LAB_RESULTS,
 #: Topics that carry what the core derives.
 OUTPUT_TOPICS: tuple[str, ...] = (COURSE, RISK, ALERTS, DEAD_LETTER)
 ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + OUTPUT_TOPICS
+#: Numbered versions of the population models, keyed by model name: one
+#: partition (versions in one order) and compacted (the newest version of each
+#: model stays). Not an event topic, so not in :data:`ALL_TOPICS`: the sink does
+#: not store it (the trainer archives every version) and it has its own
+#: partition count (``services.embedded.ensure_models_topic``).
+MODELS = "psymon.models.v1"
 
 KINDS_BY_TOPIC: dict[str, frozenset[str]] = {
     CLINICAL_SCORES: frozenset({"clinical_score"}),

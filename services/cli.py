@@ -237,14 +237,27 @@ def broker(partitions: int | None) -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def worker(app_id: str, loglevel: str) -> None:
+@click.option(
+    "--models-topic",
+    default="psymon.models.v1",
+    show_default=True,
+    help="Score with the newest relapse-risk model version published here (by `psymon trainer`).",
+)
+@click.option(
+    "--no-models",
+    is_flag=True,
+    help="Score with PSYMON_CORE_CONFIG_FILE's model only (none by default: no risk assessments).",
+)
+def worker(app_id: str, loglevel: str, models_topic: str, no_models: bool) -> None:
     """Run a stream worker: read the input topics, keep each patient's state, emit outputs.
 
     Reads PSYMON_KAFKA_BOOTSTRAP (required), PSYMON_PARTITIONS, PSYMON_DATA_DIR and
     PSYMON_CORE_CONFIG_FILE. Writes course updates, risk, alerts and dead letters to their
-    topics. With PSYMON_DATABASE_URL set, a patient the worker's state does not know is
-    rebuilt from the stored history first (a new machine, a restarted memory broker).
-    Start more workers with the same --app-id to share the partitions.
+    topics. Scores relapse risk with the newest model version on --models-topic (version 0,
+    a constant 5 % that raises no alert, until the trainer publishes one). With
+    PSYMON_DATABASE_URL set, a patient the worker's state does not know is rebuilt from the
+    stored history first (a new machine, a restarted memory broker). Start more workers with
+    the same --app-id to share the partitions.
     """
     from services.embedded import BrokerError
     from services.worker import run_worker
@@ -261,10 +274,100 @@ def worker(app_id: str, loglevel: str) -> None:
             config=_core_config(settings),
             loglevel=loglevel,
             database_url=database,
+            models_topic=None if no_models else models_topic,
         )
     except BrokerError as error:
         raise click.ClickException(str(error)) from None
     sys.exit(code)
+
+
+@cli.command()
+@click.option(
+    "--models-topic",
+    default="psymon.models.v1",
+    show_default=True,
+    help="Where versions are published (compacted, one partition; created if missing).",
+)
+@click.option(
+    "--grace-minutes",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Event time a partition may trail the others before its records count as late.",
+)
+@click.option(
+    "--publish-every-days",
+    default=7.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Event time between two versions.",
+)
+@click.option(
+    "--min-positives",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Positive days learnt before a trained version may be published.",
+)
+@click.option(
+    "--min-negatives",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Negative days learnt before a trained version may be published.",
+)
+@click.option(
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def trainer(
+    models_topic: str,
+    grace_minutes: float,
+    publish_every_days: float,
+    min_positives: int,
+    min_negatives: int,
+    loglevel: str,
+) -> None:
+    """Learn the population relapse-risk model and publish numbered versions. Run one only.
+
+    Reads every partition of psymon.risk.v1 (the workers' assessments list every model
+    input) and psymon.clinical-outcomes.v1 (the delayed labels) in received_at order,
+    learns each day once its label is known, and every --publish-every-days of event time
+    archives a new version (PSYMON_DATABASE_URL's model_versions table, else the embedded
+    store; and PSYMON_DATA_DIR/models) and publishes it to --models-topic, where every
+    worker picks it up. Keeps a checkpoint in PSYMON_DATA_DIR/models to resume after a
+    restart without renumbering. Reads PSYMON_KAFKA_BOOTSTRAP (required), PSYMON_PARTITIONS.
+    Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    from datetime import timedelta
+
+    from services.embedded import BrokerError
+    from services.embedded.postgres import database_url
+    from services.trainer import run_trainer, setup_logging
+
+    setup_logging(loglevel)
+    settings = _settings()
+    bootstrap = _bootstrap(settings)
+    url, embedded = database_url(settings)
+    try:
+        run_trainer(
+            bootstrap,
+            settings.partitions,
+            data_dir=settings.data_dir,
+            database_url=url,
+            models_topic=models_topic,
+            grace=timedelta(minutes=grace_minutes),
+            publish_every=timedelta(days=publish_every_days),
+            min_positives=min_positives,
+            min_negatives=min_negatives,
+        )
+    except (BrokerError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 def _core_config(settings: Settings) -> CoreConfig | None:
@@ -480,7 +583,7 @@ def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int, flo
                     click.echo(f"psymon  {progress.line()}")
                     shown, quiet_since = key, time.monotonic()
     except KeyboardInterrupt:
-        click.echo("\npsymon  stopping: workers, sink, API, database, broker")
+        click.echo("\npsymon  stopping: workers, trainer, sink, API, database, broker")
     except StackError as error:
         raise click.ClickException(str(error)) from None
     finally:
@@ -602,6 +705,15 @@ def _with_selection(command: Any) -> Any:
 @click.option(
     "--to-topic", help="Also send the outputs to this topic (needs PSYMON_KAFKA_BOOTSTRAP)."
 )
+@click.option(
+    "--models",
+    default="config",
+    show_default=True,
+    type=click.Choice(["config", "as-live"]),
+    help="Risk model versions: the configuration's model (none by default), or for each "
+    "event the version live used (the store's model_versions), reproducing live risk "
+    "assessments and relapse_risk alerts.",
+)
 def replay(
     patient: tuple[str, ...],
     patients_file: Path | None,
@@ -611,6 +723,7 @@ def replay(
     config_file: Path | None,
     out_dir: Path | None,
     to_topic: str | None,
+    models: str,
 ) -> None:
     """Replay stored events through the same core, offline, with a chosen configuration.
 
@@ -652,6 +765,7 @@ def replay(
             topic_partitions=settings.partitions,
             progress=progress,
             who=_who(),
+            models=cast("Any", models),
         )
     except (ValueError, FileExistsError) as error:
         raise click.ClickException(str(error)) from None
@@ -794,21 +908,99 @@ def study(spec: Path, out_dir: Path) -> None:
     exposure groups; computes endpoints (score change, digital endpoints, time to relapse
     with censoring, subgroup transitions); writes effect sizes with confidence intervals,
     Kaplan-Meier curves (PNG and CSV), tables and a manifest of exactly which events and
-    code version produced them. Reads PSYMON_DATABASE_URL (else the embedded store).
+    code version produced them. Reads PSYMON_DATABASE_URL (else the embedded store). Every
+    study is recorded in the audit log.
     """
     from services.embedded.postgres import database_url
+    from services.replay.audit import AuditUnavailable
     from services.study.run import run_study
 
     settings = _settings()
     url, embedded = database_url(settings)
     try:
-        manifest = run_study(url, spec, out_dir)
-    except (ValueError, FileExistsError) as error:
+        manifest = run_study(url, spec, out_dir, who=_who())
+    except (ValueError, FileExistsError, AuditUnavailable) as error:
         raise click.ClickException(str(error)) from None
     finally:
         if embedded is not None:
             embedded.stop()
     _print_manifest(manifest)
+
+
+@cli.group()
+def subgroups() -> None:
+    """The population subgroup model: fit numbered versions from the stored history."""
+
+
+@subgroups.command("fit")
+@click.option("--until", callback=_when, help="Use events observed before this time only.")
+@click.option("--k", "k", type=click.IntRange(1, 12), help="Clusters (default: chosen by BIC).")
+@click.option("--max-k", default=4, show_default=True, type=click.IntRange(1, 12))
+@click.option(
+    "--feature",
+    "features",
+    multiple=True,
+    help="A profile feature to cluster on (repeatable; default: the trait features).",
+)
+@click.option("--name", default="profile_mixture", show_default=True, help="The model's name.")
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where versions are published (default: PSYMON_DATA_DIR/models).",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+def subgroups_fit(
+    until: datetime | None,
+    k: int | None,
+    max_k: int,
+    features: tuple[str, ...],
+    name: str,
+    models_dir: Path | None,
+    seed: int,
+) -> None:
+    """Fit the next subgroup model version from the stored events and publish it.
+
+    Replays every stored input event through the core (PSYMON_CORE_CONFIG_FILE, else the
+    built-in configuration), fits a Gaussian mixture to the patients' biomarker profiles
+    (labels matched to the newest published version) and writes it as
+    <name>.v<version>.json to the models directory. Reads PSYMON_DATABASE_URL (else the
+    embedded store); recorded in the audit log. Prints the file and the clusters.
+    """
+    from services.embedded.postgres import database_url
+    from services.replay.audit import AuditUnavailable
+    from services.replay.run import load_core_config
+    from services.study.subgroup_models import fit_from_store
+
+    settings = _settings()
+    url, embedded = database_url(settings)
+    try:
+        config = load_core_config(settings.core_config_file) if settings.core_config_file else None
+        report = fit_from_store(
+            url,
+            models_dir or settings.data_dir / "models",
+            config=config,
+            until=until,
+            name=name,
+            k=k,
+            max_k=max_k,
+            features=features or None,
+            seed=seed,
+            who=_who(),
+        )
+    except (ValueError, AuditUnavailable) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    snap = report.snapshot
+    click.echo(
+        f"{snap.name} v{snap.version}: {len(snap.labels)} clusters from {report.profiles_used} "
+        f"of {report.patients} patients ({report.events:,} events), trained until "
+        f"{snap.trained_until.isoformat() if snap.trained_until else '-'}"
+    )
+    for label, description in zip(snap.labels, snap.descriptions, strict=True):
+        click.echo(f"  {label}: {description}")
+    click.echo(f"{report.path}  sha256 {report.sha256}")
 
 
 @cli.group()

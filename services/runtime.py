@@ -2,8 +2,10 @@
 
 The stack is: a broker (the embedded Tansu unless ``PSYMON_KAFKA_BOOTSTRAP`` is
 set), PostgreSQL (embedded unless ``PSYMON_DATABASE_URL`` is set, data kept
-under ``PSYMON_DATA_DIR``), the store's migrations, stream worker(s), the sink
-and the API with its web views. Workers, sink and API are child processes in
+under ``PSYMON_DATA_DIR``), the store's migrations, stream worker(s), the
+relapse-risk trainer (one, whatever the number of workers: the population
+model must not fork), the sink and the API with its web views. Workers,
+trainer, sink and API are child processes in
 their own process groups, bound to this process's life: Ctrl-C, SIGTERM or a
 crash of this process stops them all, and nothing is left behind.
 """
@@ -56,8 +58,10 @@ class Stack:
 
     def start(self, *, echo: Any = print) -> Stack:
         """Start every component, in dependency order; raise :class:`StackError` on failure."""
+        from schemas.topics import MODELS
         from services.embedded import EmbeddedBroker, ensure_topics
         from services.embedded.postgres import database_url
+        from services.embedded.topics import ensure_models_topic
         from services.store.cli_support import run_migrate
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +83,7 @@ class Stack:
         echo(f"database    PostgreSQL ({where})")
         applied = run_migrate(self.database_url)
         echo(f"store       {'migrated: ' + ', '.join(applied) if applied else 'schema up to date'}")
+        ensure_models_topic(self.bootstrap)
         for n in range(self.workers):
             self._spawn(
                 f"worker-{n + 1}",
@@ -92,14 +97,18 @@ class Stack:
                     str(partitions),
                     "--data-dir",
                     str(self.settings.data_dir),
+                    "--models-topic",
+                    MODELS,
                 ],
             )
+        self._spawn("trainer", [_psymon(), "trainer", "--models-topic", MODELS])
         self._spawn("sink", [_psymon(), "sink"])
         self._spawn(
             "api", [_psymon(), "api", "--host", self.api_host, "--port", str(self.api_port)]
         )
         self._wait_for_api()
         echo(f"workers     {self.workers} (consumer group psymon-worker, {partitions} partitions)")
+        echo(f"trainer     1 (relapse-risk model versions on {MODELS})")
         echo(f"web views   {self.api_url}/   (logs in {self.log_dir})")
         return self
 
@@ -259,7 +268,11 @@ class ProgressProbe:
 
             from schemas.topics import ALL_TOPICS, INPUT_TOPICS
 
-            consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
+            consumer = KafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                request_timeout_ms=3000,
+                allow_auto_create_topics=False,  # a probe never creates what it looks at
+            )
             admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
             try:
                 partitions = [

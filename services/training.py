@@ -19,12 +19,11 @@ Workers poll the store (:class:`LatestModel`) and score with the newest
 version they have; each assessment names its version, and a replay that
 switches versions at the same moments (``ModelTimeline``) reproduces them.
 
-Live wiring (kept minimal): run a trainer as a consumer of
-``psymon.risk.v1`` and ``psymon.clinical-outcomes.v1`` that writes to a
-:class:`FileModelStore` under the data directory, or to the compacted topic
-:data:`MODELS_TOPIC` with :func:`publish_to_topic`; the stream worker swaps
-``config.with_model(...)`` when :meth:`LatestModel.refresh` finds a newer
-version.
+Live, :mod:`services.trainer` runs one :class:`Trainer` as the only learner
+(a consumer of ``psymon.risk.v1`` and ``psymon.clinical-outcomes.v1``): it
+archives every version and publishes it to the compacted topic
+:data:`MODELS_TOPIC`; each stream worker polls that topic
+(:mod:`services.live_models`) and scores with the newest version it has.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from typing import Protocol
 
 from schemas.envelope import utc
 from schemas.events import ClinicalOutcome, RiskAssessment
+from schemas.topics import MODELS
 from streams.config import CoreConfig
 from streams.models.features import INPUTS
 from streams.models.labels import DelayedLabeller, Labelled
@@ -48,7 +48,7 @@ from streams.models.snapshot import ModelSnapshot, ModelTimeline
 from streams.ordering import micros
 
 #: The compacted topic model versions can be published to (key: model name).
-MODELS_TOPIC = "psymon.models.v1"
+MODELS_TOPIC = MODELS
 #: Outcomes whose ``observed_at`` is an onset the model learns to anticipate.
 ONSET_OUTCOMES = frozenset({"relapse", "recurrence", "hospitalisation"})
 _DAY_US = 86_400_000_000
@@ -191,6 +191,19 @@ class Trainer:
     record
         Keep every labelled day learnt, in order, in :attr:`learned` (audits,
         tests; a long-running trainer leaves it off).
+    min_positives, min_negatives
+        A trained version is published only once the learner has learnt at
+        least this many positive and negative days. Until then workers keep
+        scoring with the version before (version 0: a constant prior that
+        raises no alert). Positives are released as soon as an outcome is
+        known, negatives only after horizon + grace, so a young learner has
+        seen mostly positives and would overestimate everyone's risk.
+    resume
+        Continue the numbering after this published version instead of
+        publishing version 0 (a trainer that lost its checkpoint, rebuilt
+        from the history still on the broker): nothing is published until
+        the clock has passed its ``trained_until``, so versions stay ordered
+        in time as :class:`~streams.models.snapshot.ModelTimeline` requires.
     """
 
     def __init__(
@@ -205,6 +218,9 @@ class Trainer:
         learner: OnlineLogistic | None = None,
         store: ModelStore | None = None,
         record: bool = False,
+        min_positives: int = 0,
+        min_negatives: int = 0,
+        resume: ModelSnapshot | None = None,
     ) -> None:
         self.name, self.features, self.horizon_days = name, tuple(features), horizon_days
         self.learner = learner or OnlineLogistic(self.features)
@@ -222,7 +238,37 @@ class Trainer:
         self.record = record
         self.learned: list[Labelled] = []
         self.published: list[ModelSnapshot] = []
-        self._publish(ModelSnapshot.initial(self.features, name=name, horizon_days=horizon_days))
+        if min_positives < 0 or min_negatives < 0:
+            raise ValueError(
+                f"min_positives ({min_positives}) and min_negatives ({min_negatives}) must be >= 0"
+            )
+        self.min_positives, self.min_negatives = min_positives, min_negatives
+        #: Labelled days the learner had seen at the last version published.
+        self.seen_at_publish = 0
+        if resume is None:
+            self._publish(initial_version(self.features, name=name, horizon_days=horizon_days))
+        elif resume.name != name or resume.features != self.features:
+            raise ValueError(
+                f"cannot resume after {resume.name} v{resume.version}: the trainer trains "
+                f"{name!r} on {len(self.features)} inputs, the version has "
+                f"{len(resume.features)} (another model or another feature set)"
+            )
+        else:
+            self.published.append(resume)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle everything but the store (a producer or a connection does not pickle).
+
+        A trainer loaded from a checkpoint publishes to an in-memory store until
+        its owner sets :attr:`store`.
+        """
+        state = dict(self.__dict__)
+        state["store"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.store = MemoryModelStore()
 
     @property
     def latest(self) -> ModelSnapshot:
@@ -233,8 +279,16 @@ class Trainer:
         self.published.append(snapshot)
         self.store.publish(snapshot)
 
-    def observe(self, event: RiskAssessment | ClinicalOutcome) -> list[ModelSnapshot]:
-        """Take in one event (in ``received_at`` order); the versions published meanwhile."""
+    def observe(
+        self, event: RiskAssessment | ClinicalOutcome, at: datetime | None = None
+    ) -> list[ModelSnapshot]:
+        """Take in one event (in ``received_at`` order); the versions published meanwhile.
+
+        ``at`` is when the trainer learnt of the event, if later than its
+        ``received_at`` (an event that reached the trainer after later ones
+        were learnt from): an outcome then counts from ``at`` on, never earlier.
+        """
+        moment = utc(event.received_at) if at is None else max(utc(at), utc(event.received_at))
         if isinstance(event, RiskAssessment):
             if event.model_name == self.name:
                 values = {c.feature: c.value for c in event.contributions}
@@ -244,9 +298,9 @@ class Trainer:
             self.labeller.add_outcome(
                 event.patient_id,
                 onset=micros(event.observed_at),
-                received=micros(event.received_at),
+                received=micros(moment),
             )
-        return self.advance(event.received_at)
+        return self.advance(moment)
 
     def advance(self, moment: datetime) -> list[ModelSnapshot]:
         """Move the clock to ``moment``: learn every label now known, publish when due."""
@@ -266,17 +320,31 @@ class Trainer:
                 self.learned.append(labelled)
         published: list[ModelSnapshot] = []
         while moment >= self.next_publish:
-            if self.learner.seen > self.latest.examples:
-                snapshot = self.learner.snapshot(
-                    name=self.name,
-                    version=self.latest.version + 1,
-                    horizon_days=self.horizon_days,
-                    trained_until=moment,
-                )
-                self._publish(snapshot)
-                published.append(snapshot)
+            if self._may_publish(moment):
+                published.append(self._next_version(moment))
             self.next_publish += self.publish_every
         return published
+
+    def _may_publish(self, moment: datetime) -> bool:
+        """Something new was learnt, enough of each label, and time runs forward."""
+        learner, latest = self.learner, self.latest
+        return (
+            learner.seen > self.seen_at_publish
+            and learner.positives >= self.min_positives
+            and learner.seen - learner.positives >= self.min_negatives
+            and (latest.trained_until is None or moment >= latest.trained_until)
+        )
+
+    def _next_version(self, moment: datetime) -> ModelSnapshot:
+        snapshot = self.learner.snapshot(
+            name=self.name,
+            version=self.latest.version + 1,
+            horizon_days=self.horizon_days,
+            trained_until=moment,
+        )
+        self.seen_at_publish = self.learner.seen
+        self._publish(snapshot)
+        return snapshot
 
     def timeline(self) -> ModelTimeline:
         """Every version published so far."""
@@ -286,16 +354,29 @@ class Trainer:
         """Publish what has been learnt up to ``moment`` (default: the clock) as a new version."""
         if moment is not None:
             self.advance(moment)
-        if self.clock is None or self.learner.seen == self.latest.examples:
-            return self.latest
-        snapshot = self.learner.snapshot(
-            name=self.name,
-            version=self.latest.version + 1,
-            horizon_days=self.horizon_days,
-            trained_until=self.clock,
-        )
-        self._publish(snapshot)
-        return snapshot
+        latest = self.latest
+        if (
+            self.clock is None
+            or self.learner.seen == self.seen_at_publish
+            or (latest.trained_until is not None and self.clock < latest.trained_until)
+        ):
+            return latest
+        return self._next_version(self.clock)
+
+
+def initial_version(
+    features: Sequence[str] = INPUTS, *, name: str = "relapse_risk", horizon_days: int = 28
+) -> ModelSnapshot:
+    """Version 0 of a model: what a worker scores with before any version reaches it.
+
+    The trainer publishes the same version 0, so a replay finds it either way.
+    Its constant prior (5 %) lies below the default alert threshold: it raises
+    no ``relapse_risk`` alert.
+
+    >>> initial_version().version, round(initial_version().predict_proba_one({}), 2)
+    (0, 0.05)
+    """
+    return ModelSnapshot.initial(features, name=name, horizon_days=horizon_days)
 
 
 def train(

@@ -338,18 +338,44 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         "* **One model for all diagnoses**: manic and depressive prodromes move some inputs in "
         "opposite directions; the |z| inputs cover that only in part.",
         "",
-        "## Versions in production",
+        "## Live deployment",
         "",
-        "* The population model is not in any patient's state: a worker passes the version it "
-        "has in `CoreConfig.model` (`config.with_model(snapshot)`); `process(state, event, "
-        "config)` is unchanged, and with `model=None` it emits no assessments.",
-        "* The trainer (`services/training.py`) reads `psymon.risk.v1` and "
-        "`psymon.clinical-outcomes.v1` in `received_at` order and publishes numbered versions "
-        "to a `FileModelStore` (one JSON file per version) or the compacted topic "
-        "`psymon.models.v1`; workers call `LatestModel.refresh()` and score with the newest.",
-        "* Each `RiskAssessment` names `model_name` and `model_version`; a replay that switches "
-        "versions at the same moments (`ModelTimeline.at(received_at)`, or the versions named "
-        "in the stored assessments) reproduces the assessments and alerts bit for bit.",
+        "* **One learner.** Workers are partitioned by patient; the population model is not. "
+        "`psymon trainer` (one process per deployment, `services/trainer.py`) reads every "
+        "partition of `psymon.risk.v1` (the assessments list every model input) and "
+        "`psymon.clinical-outcomes.v1`, and feeds them to the trainer in `received_at` order: a "
+        "buffer releases them behind a watermark that follows the slowest active risk partition "
+        "(outcomes wait until the assessments have caught up with them). An event that still "
+        "comes in behind is learnt as if it had arrived when it was read, never earlier; such "
+        "events are counted as late.",
+        "* **Numbered versions.** Every 7 days of event time the trainer freezes the learner "
+        "into the next version, archives it in the store's `model_versions` table (and "
+        "`PSYMON_DATA_DIR/models/`), then publishes it to the compacted topic "
+        "`psymon.models.v1` (one partition, keyed by model name).",
+        "* **No alert from an untrained model.** Before any trained version, workers score with "
+        "version 0: a constant 5 %, below the alert threshold, so it raises no `relapse_risk` "
+        "alert, while its assessments feed the trainer. A trained version is published only "
+        "once the learner has learnt at least 20 positive and 500 negative days (`psymon "
+        "trainer --min-positives/--min-negatives`): positives are labelled as soon as an "
+        "outcome is known, negatives only after 28 + 28 days, so a young learner has seen "
+        "mostly positives and would overestimate everyone's risk. The evaluation above applies "
+        "no such minimum (its held-out model has learnt thousands of days).",
+        "* **Every worker scores with the newest version it has.** A background thread polls "
+        "`psymon.models.v1` every 2 seconds (`services/live_models.py`) and swaps "
+        "`config.with_model(newest)`; each batch is scored with the configuration current when "
+        "it starts (`streams.app.create_app(config_source=...)`). Versions only move forward. "
+        "Each `RiskAssessment` names `model_name` and `model_version`; the `relapse_risk` "
+        "alert's evidence does too.",
+        "* **Restarts do not fork.** The trainer checkpoints its whole state (learner, pending "
+        "labels, read positions, versions not yet published) before it publishes, and resumes "
+        "from it. Without a checkpoint it re-learns from the history the broker still holds and "
+        "numbers its versions after the newest one archived, publishing nothing until its clock "
+        "has passed that version's `trained_until`.",
+        "* **Replay reproduces live.** `psymon replay --models as-live` scores each stored "
+        "event with the version live used for it: the version its stored assessments name, else "
+        "the version archived last before its `received_at`. The assessments and `relapse_risk` "
+        "alerts come out as live, bit for bit (`tests/integration/test_live_models.py`). "
+        "`--models config` (the default) scores with the configuration's model only.",
         "* The assessments list every input, so they are the trainer's training data; set "
         "`risk.contributions` to a small number only where no trainer reads them.",
         "",

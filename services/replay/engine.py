@@ -16,7 +16,7 @@ point for the logic").
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 
 from schemas.dispatch import dead_letter
 from schemas.events import DeadLetter
@@ -31,6 +31,7 @@ def run_core(
     events: Iterable[InputEvent],
     config: CoreConfig | None = None,
     states: MutableMapping[str, PatientState] | None = None,
+    config_for: Callable[[InputEvent], CoreConfig] | None = None,
 ) -> Iterator[tuple[InputEvent, list[Output]]]:
     """Apply ``events`` in order; yield each event with the outputs it caused.
 
@@ -43,6 +44,10 @@ def run_core(
     states
         Patient states to start from and to update in place, keyed by
         pseudonym; default: every patient starts empty (a new dict).
+    config_for
+        The configuration for each event instead of ``config`` (a replay
+        that scores each event with the model version live used for it,
+        :class:`services.model_versions.AsLive`).
     """
     core_config = config if config is not None else CoreConfig()
     known: MutableMapping[str, PatientState] = {} if states is None else states
@@ -51,8 +56,9 @@ def run_core(
         state = known.get(patient)
         if state is None:
             state = PatientState(patient_id=patient)
+        event_config = core_config if config_for is None else config_for(event)
         try:
-            new_state, outputs = process(state, event, core_config)
+            new_state, outputs = process(state, event, event_config)
         except Exception as error:
             yield event, [core_failure(event, error)]
             continue

@@ -9,7 +9,11 @@ process instead. Both are recorded in the audit log before they start.
 
 Replaying the live history with the live configuration reproduces the live
 outputs: same event ids, same content (tests/integration/test_replay_equals_live.py;
-the order caveats are in :mod:`services.replay.query`).
+the order caveats are in :mod:`services.replay.query`). Live workers score with
+the model versions the trainer publishes; ``models="as-live"`` scores each
+event with the version live used for it (:class:`services.model_versions.AsLive`),
+so the risk assessments and ``relapse_risk`` alerts come out as live
+(tests/integration/test_live_models.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from pydantic import ValidationError
@@ -54,6 +58,12 @@ Progress = Callable[[int, int | None], None]
 
 #: Seconds between two progress calls.
 PROGRESS_EVERY = 0.25
+
+#: Which model versions a replay scores with: ``config``, the configuration's
+#: ``model`` (none by default: no assessments); ``as-live``, for each event the
+#: version live used (the store's ``model_versions`` and ``risk_assessments``).
+Models = Literal["config", "as-live"]
+MODEL_CHOICES: tuple[Models, ...] = ("config", "as-live")
 
 
 def load_core_config(path: Path) -> CoreConfig:
@@ -120,12 +130,15 @@ class _Ticker:
 
 
 def _one_patient_at_a_time(
-    events: Iterable[InputEvent], config: CoreConfig, ticker: _Ticker
+    events: Iterable[InputEvent],
+    config: CoreConfig,
+    ticker: _Ticker,
+    config_for: Callable[[InputEvent], CoreConfig] | None = None,
 ) -> Iterator[tuple[InputEvent, list[Output]]]:
     """:func:`run_core` over events grouped by patient, keeping only the current state."""
     states: dict[str, PatientState] = {}
     current: str | None = None
-    for event, outputs in run_core(events, config, states):
+    for event, outputs in run_core(events, config, states, config_for):
         if event.patient_id != current:
             if current is not None:
                 del states[current]
@@ -140,6 +153,20 @@ def _connect(url: str) -> psycopg.Connection[Any]:
     return conn
 
 
+def _check_models(models: str) -> None:
+    if models not in MODEL_CHOICES:
+        raise ValueError(f"models is {models!r}; accepted: {', '.join(MODEL_CHOICES)}")
+
+
+def _as_live(url: str, models: str, config: CoreConfig) -> Any:
+    """The per-event configuration chooser for ``models="as-live"``, else ``None``."""
+    if models != "as-live":
+        return None
+    from services.model_versions import AsLive
+
+    return AsLive(url, config)
+
+
 def replay_outputs(
     url: str,
     *,
@@ -150,13 +177,15 @@ def replay_outputs(
     config: CoreConfig | None = None,
     progress: Progress | None = None,
     who: str = "python",
+    models: Models = "config",
 ) -> Generator[Output, None, None]:
     """Yield the outputs of replaying the selected history, in order (nothing written).
 
-    The same filters and configuration as :func:`replay`. The run is recorded
-    in the audit log when iteration starts and completed when it ends (also
-    when the caller stops early: then the counts say how far it got).
+    The same filters, configuration and ``models`` as :func:`replay`. The run
+    is recorded in the audit log when iteration starts and completed when it
+    ends (also when the caller stops early: then the counts say how far it got).
     """
+    _check_models(models)
     query = EventQuery.of(patients, since, until, kinds)
     core_config = config if config is not None else CoreConfig()
     with _connect(url) as audit_conn:
@@ -165,7 +194,7 @@ def replay_outputs(
             audit_conn,
             "replay",
             who,
-            {"query": query.as_dict(), "output": "in-process iterator"},
+            {"query": query.as_dict(), "output": "in-process iterator", "models": models},
             code_version=code_version_text(code_version()),
             config_version=core_config.version,
         )
@@ -175,9 +204,10 @@ def replay_outputs(
             with _connect(url) as conn:
                 total = count_input_events(conn, query) if progress is not None else None
                 ticker = _Ticker(progress, total)
+                as_live = _as_live(url, models, core_config)
                 events = read_input_events(conn, query)
                 try:
-                    for _, outputs in _one_patient_at_a_time(events, core_config, ticker):
+                    for _, outputs in _one_patient_at_a_time(events, core_config, ticker, as_live):
                         counts["input_events"] += 1
                         for output in outputs:
                             stream = stream_of(output)
@@ -185,6 +215,8 @@ def replay_outputs(
                             yield output
                 finally:
                     events.close()
+                    if as_live is not None:
+                        as_live.close()
                 ticker.finish()
         except BaseException as failure:
             error = failure
@@ -214,6 +246,7 @@ def replay(
     topic_partitions: int = 4,
     progress: Progress | None = None,
     who: str = "cli",
+    models: Models = "config",
 ) -> Manifest:
     """Replay stored history through the core; write Parquet files and/or send to a topic.
 
@@ -242,6 +275,12 @@ def replay(
         ``progress(done, total)`` (input events), e.g. to drive a progress bar.
     who
         Who runs it, for the audit log (a user name, a token's name).
+    models
+        ``config``: score with the configuration's ``model`` (none by default:
+        no risk assessments). ``as-live``: score each event with the model
+        version live used for it, from the store (the version its stored
+        assessments name, else the version archived last before its
+        ``received_at``); the configuration's other settings still apply.
 
     Returns
     -------
@@ -258,6 +297,7 @@ def replay(
             )
     if config is not None and config_file is not None:
         raise ValueError("give config or config_file, not both")
+    _check_models(models)
     if config_file is not None:
         core_config, source = load_core_config(config_file), str(config_file)
     elif config is not None:
@@ -271,6 +311,7 @@ def replay(
     parameters = {
         "query": query.as_dict(),
         "config": {"version": core_config.version, "source": source},
+        "models": models,
         "out_dir": None if directory is None else str(directory.resolve()),
         "to_topic": to_topic,
     }
@@ -289,7 +330,15 @@ def replay(
         counts: dict[str, int] = {}
         try:
             files, counts, patients_seen, sent = _run(
-                url, query, core_config, directory, to_topic, bootstrap, topic_partitions, progress
+                url,
+                query,
+                core_config,
+                directory,
+                to_topic,
+                bootstrap,
+                topic_partitions,
+                progress,
+                models,
             )
             manifest = {
                 "manifest_version": MANIFEST_VERSION,
@@ -298,6 +347,7 @@ def replay(
                 "who": who,
                 "query": query.as_dict(),
                 "config": config_entry(core_config, source),
+                "models": models,
                 "schema": schema,
                 "code": version,
                 "started_at": iso(started),
@@ -330,6 +380,7 @@ def _run(
     bootstrap: str | None,
     partitions: int,
     progress: Progress | None,
+    models: Models = "config",
 ) -> tuple[list[FileEntry], dict[str, int], int, int]:
     files = OutputFiles(directory) if directory is not None else None
     topic = TopicWriter(bootstrap or "", to_topic, partitions=partitions) if to_topic else None
@@ -340,9 +391,10 @@ def _run(
         with _connect(url) as conn:
             total = count_input_events(conn, query) if progress is not None else None
             ticker = _Ticker(progress, total)
+            as_live = _as_live(url, models, config)
             events = read_input_events(conn, query)
             try:
-                for event, outputs in _one_patient_at_a_time(events, config, ticker):
+                for event, outputs in _one_patient_at_a_time(events, config, ticker, as_live):
                     if event.patient_id != last_patient:
                         patients += 1
                         last_patient = event.patient_id
@@ -355,6 +407,8 @@ def _run(
                             topic.send(output)
             finally:
                 events.close()
+                if as_live is not None:
+                    as_live.close()
             ticker.finish()
         entries = files.close() if files is not None else []
         if topic is not None:

@@ -57,7 +57,7 @@ DASHBOARD_PROVIDER = ROOT / "dashboards" / "provisioning" / "dashboards" / "psym
 #: Services that run once and exit; every other service runs for good.
 ONE_SHOTS = {"topics", "migrate"}
 #: Services that run the psymon image.
-PSYMON_SERVICES = {"topics", "migrate", "worker", "sink", "api"}
+PSYMON_SERVICES = {"topics", "migrate", "worker", "trainer", "sink", "api"}
 GRAFANA_ROLE = "psymon_grafana"
 OWNER_ROLE = "psymon"
 
