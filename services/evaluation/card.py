@@ -338,6 +338,8 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         "* **One model for all diagnoses**: manic and depressive prodromes move some inputs in "
         "opposite directions; the |z| inputs cover that only in part.",
         "",
+        *SUBGROUP_INPUTS_SECTION,
+        "",
         "## Live deployment",
         "",
         "* **One learner.** Workers are partitioned by patient; the population model is not. "
@@ -402,3 +404,20 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
     card = out_dir / "model-card.md"
     card.write_text("\n".join(text), encoding="utf-8")
     return card
+
+
+#: The card's section on the optional subgroup inputs (docs/stratification.md).
+SUBGROUP_INPUTS_SECTION = (
+    "## Subgroup inputs (optional, off)",
+    "",
+    "`risk.subgroup_inputs = true` adds the patient's subgroups as 0/1 inputs",
+    "(`specifier_inflammatory_depression`, and one `cluster_<label>` per cluster",
+    "of the subgroup model in `CoreConfig.subgroups`; `streams/models/features.py`,",
+    "docs/stratification.md). Every number on this page is **without** them. They",
+    "are off because they cannot help here: the simulator plants low-grade",
+    "inflammation in CRP (and in the treatment effect of an arm restricted to that",
+    "subgroup), not in the relapse hazard, so in these cohorts the flags carry no",
+    "information about relapse, and this evaluation was not rerun with them. Turn",
+    "them on only for a population where a subgroup is known to relapse",
+    "differently, train on `inputs_for(config)`, and evaluate before deploying.",
+)
