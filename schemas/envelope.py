@@ -20,7 +20,7 @@ broker, the store and the replay engine treat them alike:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +34,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic_core import TzInfo
 
 from schemas.identity import PSEUDONYM_PATTERN
 
@@ -77,6 +78,58 @@ def utc(moment: datetime) -> datetime:
     (True, False)
     """
     return moment.astimezone(UTC)
+
+
+#: Time zones whose offset never changes: pydantic's for parsed offsets, ``datetime.timezone``.
+_FIXED_OFFSETS = (TzInfo, timezone)
+
+
+def utc_difference(later: datetime, earlier: datetime) -> timedelta:
+    """``utc(later) - utc(earlier)``, without converting either when that gives the same.
+
+    Python subtracts (and compares) two aware datetimes in UTC unless they
+    share one ``tzinfo`` object; then it uses wall time, which is the same
+    thing only when that zone's offset is fixed. Validation does this for
+    every event and every wearable reading, so the conversions are skipped
+    where they cannot change the answer. Times in the first or last year
+    Python can hold take the converting path: there :func:`utc` itself can
+    overflow, and it must fail as before.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> berlin = ZoneInfo("Europe/Berlin")
+    >>> first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin)           # +02:00
+    >>> later = datetime(2026, 10, 25, 2, 0, fold=1, tzinfo=berlin)    # +01:00
+    >>> utc_difference(later, first)
+    datetime.timedelta(seconds=1800)
+    """
+    zone = later.tzinfo
+    if (
+        (zone is not earlier.tzinfo or type(zone) in _FIXED_OFFSETS)
+        and 1 < later.year < 9999
+        and 1 < earlier.year < 9999
+    ):
+        return later - earlier
+    return utc(later) - utc(earlier)
+
+
+def utc_before(earlier: datetime, later: datetime) -> bool:
+    """``utc(earlier) < utc(later)``, converting only where it could matter (see above).
+
+    >>> from zoneinfo import ZoneInfo
+    >>> berlin = ZoneInfo("Europe/Berlin")
+    >>> first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin)           # +02:00
+    >>> later = datetime(2026, 10, 25, 2, 0, fold=1, tzinfo=berlin)    # +01:00
+    >>> utc_before(later, first), utc_before(first, later)
+    (False, True)
+    """
+    zone = earlier.tzinfo
+    if (
+        (zone is not later.tzinfo or type(zone) in _FIXED_OFFSETS)
+        and 1 < earlier.year < 9999
+        and 1 < later.year < 9999
+    ):
+        return earlier < later
+    return utc(earlier) < utc(later)
 
 
 def _check_time_zone(value: str) -> str:
@@ -129,13 +182,13 @@ class Envelope(BaseModel):
 
     @model_validator(mode="after")
     def _observed_not_in_future(self) -> Envelope:
-        if utc(self.observed_at) - utc(self.received_at) > MAX_CLOCK_SKEW:
+        if utc_difference(self.observed_at, self.received_at) > MAX_CLOCK_SKEW:
             raise ValueError(
                 f"observed_at {self.observed_at.isoformat()} is more than "
                 f"{MAX_CLOCK_SKEW} after received_at {self.received_at.isoformat()}; "
                 "an observation cannot come from the future (check the device clock)"
             )
-        if utc(self.observed_at) < EARLIEST_OBSERVATION:
+        if utc_before(self.observed_at, EARLIEST_OBSERVATION):
             raise ValueError(
                 f"observed_at {self.observed_at.isoformat()} is before 1970-01-01; "
                 "accepted: a tz-aware timestamp of the observation"

@@ -34,7 +34,14 @@ from pydantic import (
 )
 
 from schemas.analytes import get_analyte
-from schemas.envelope import Envelope, LongText, PatientId, ShortText, Source, utc
+from schemas.envelope import (
+    Envelope,
+    LongText,
+    PatientId,
+    ShortText,
+    Source,
+    utc_before,
+)
 from schemas.instruments import get_instrument
 from schemas.wearables import get_metric
 
@@ -49,6 +56,20 @@ MAX_SAMPLES_PER_UPLOAD = 10_080
 def _finite(field: str, value: float) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{field} must be a finite number, got {value!r}")
+    return value
+
+
+def _finite_or_none(value: float | None, info: ValidationInfo) -> float | None:
+    """Refuse infinity and NaN in an optional number field, naming the field.
+
+    JSON has no infinity, but ``1e400`` parses as one (in pydantic's parser
+    and in :func:`json.loads` alike), and a float field takes it.
+    """
+    if value is not None and not math.isfinite(value):
+        raise ValueError(
+            f"{info.field_name} must be a finite number, got {value!r}; accepted: a finite "
+            "number or null"
+        )
     return value
 
 
@@ -109,7 +130,7 @@ class WearableSample(Envelope):
     def _canonical(self) -> WearableSample:
         metric = get_metric(self.metric)
         value = metric.to_canonical(_finite("value", self.value), self.unit)
-        if utc(self.interval_end) < utc(self.observed_at):
+        if utc_before(self.interval_end, self.observed_at):
             raise ValueError(
                 f"interval_end {self.interval_end.isoformat()} is before observed_at "
                 f"{self.observed_at.isoformat()}; a sample's interval must not run backwards"
@@ -140,7 +161,7 @@ class WearableReading(BaseModel):
     def _canonical(self) -> WearableReading:
         metric = get_metric(self.metric)
         value = metric.to_canonical(_finite("value", self.value), self.unit)
-        if utc(self.end) < utc(self.start):
+        if utc_before(self.end, self.start):
             raise ValueError(
                 f"end {self.end.isoformat()} is before start {self.start.isoformat()}; "
                 "a reading's interval must not run backwards"
@@ -167,11 +188,11 @@ class WearableUpload(Envelope):
 
     @model_validator(mode="after")
     def _readings_in_window(self) -> WearableUpload:
-        if utc(self.window_end) < utc(self.observed_at):
+        window_start, window_end = self.observed_at, self.window_end
+        if utc_before(window_end, window_start):
             raise ValueError("window_end is before observed_at (the window start)")
-        window_start, window_end = utc(self.observed_at), utc(self.window_end)
         for index, reading in enumerate(self.readings):
-            if utc(reading.start) < window_start or utc(reading.end) > window_end:
+            if utc_before(reading.start, window_start) or utc_before(window_end, reading.end):
                 raise ValueError(
                     f"readings.{index}: interval {reading.start.isoformat()}.."
                     f"{reading.end.isoformat()} lies outside the upload window "
@@ -220,6 +241,8 @@ class LabResult(Envelope):
     reported_unit: ShortText | None = None
     hours_since_dose: float | None = Field(default=None, ge=0, le=168)
 
+    _reported_finite = field_validator("reported_value")(_finite_or_none)
+
     @model_validator(mode="after")
     def _canonical(self) -> LabResult:
         analyte = get_analyte(self.analyte)
@@ -249,6 +272,8 @@ class Medication(BaseModel):
     action: Literal["start", "stop", "dose_change"]
     dose: float | None = Field(default=None, ge=0)
     dose_unit: ShortText | None = None
+
+    _dose_finite = field_validator("dose")(_finite_or_none)
 
 
 OutcomeKind = Literal[

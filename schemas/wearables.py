@@ -238,6 +238,17 @@ def _index(metrics: Mapping[str, Metric]) -> Mapping[str, Metric]:
 
 _BY_NAME = _index(METRICS)
 
+#: Every name in the catalogue, and its folded key, as written: what events
+#: carry. Looked up before folding, which costs more than the lookup itself.
+_EXACT: Mapping[str, Metric] = MappingProxyType(
+    {
+        spelling: _BY_NAME[_key(name)]
+        for metric in METRICS.values()
+        for name in (metric.id, metric.name, *metric.aliases)
+        for spelling in (name, _key(name))
+    }
+)
+
 
 def get_metric(name: str) -> Metric:
     """The metric for an id, name or alias (case-insensitive).
@@ -256,6 +267,10 @@ def get_metric(name: str) -> Metric:
     ...
     schemas.wearables.UnknownMetric: unknown wearable metric 'temperature'; accepted: sleep, steps, heart_rate, hrv_rmssd, active_minutes (or their names or aliases)
     """  # noqa: E501
+    if type(name) is str:
+        exact = _EXACT.get(name)
+        if exact is not None:
+            return exact
     metric = _BY_NAME.get(_key(name)) if isinstance(name, str) else None
     if metric is None:
         shown = name[:64] if isinstance(name, str) else name

@@ -154,7 +154,7 @@ def _sparse(
         courses=not is_lab,
         labs=is_lab,
         wearable=days_may_close,
-        rules=True,
+        rules=_rules_changed(event, days_may_close),
         risk=days_may_close,
     )
     new.patient_id = event.patient_id
@@ -170,6 +170,30 @@ def _sparse(
             outputs += _apply(new, released, config, late=False)
     outputs += _close_days(new, event, config)
     return new, outputs
+
+
+#: The rule states a sparse event can change (safety rules keep none): its own
+#: family's rules (:func:`_apply_score`, :func:`_apply_lab`, :func:`_apply_outcome`;
+#: an event releases only held events of its own family), and the day rules
+#: and the risk alert when wearable days may close (:func:`_close_days`).
+_SCORE_RULES = frozenset({"deterioration", "bands", "mania", "relapse"})
+_LAB_RULES = frozenset({"lithium", "inflammation", "lab_status"})
+_OUTCOME_RULES = frozenset({"relapse"})
+_DAY_RULES = frozenset({"sleep_loss", "data_loss", "relapse_risk"})
+
+
+_SCORE_AND_DAY_RULES = _SCORE_RULES | _DAY_RULES
+_LAB_AND_DAY_RULES = _LAB_RULES | _DAY_RULES
+_OUTCOME_AND_DAY_RULES = _OUTCOME_RULES | _DAY_RULES
+
+
+def _rules_changed(event: SparseEvent, days_may_close: bool) -> frozenset[str]:
+    """The rule states :func:`_sparse` may change for ``event``: the ones it copies."""
+    if isinstance(event, ClinicalScore):
+        return _SCORE_AND_DAY_RULES if days_may_close else _SCORE_RULES
+    if isinstance(event, LabResult):
+        return _LAB_AND_DAY_RULES if days_may_close else _LAB_RULES
+    return _OUTCOME_AND_DAY_RULES if days_may_close else _OUTCOME_RULES
 
 
 def _safety(event: SparseEvent, config: CoreConfig) -> list[AlertChange]:
@@ -283,7 +307,7 @@ def _wearable(
         new = state.copy()
         new.counters.duplicates += 1
         return new, []
-    new = state.copy(uploads=upload, order=True, wearable=True, rules=True, risk=True)
+    new = state.copy(uploads=upload, order=True, wearable=True, rules=_DAY_RULES, risk=True)
     new.patient_id = event.patient_id
     new.counters.events += 1
     stream = f"{event.source.system}|{event.source.device or ''}"
@@ -293,11 +317,21 @@ def _wearable(
             event.event_id, micros(event.observed_at), config.dedup.remembered_uploads
         )
         fixed = event.time_zone
+        append = samples.append
         for r in event.readings:
             metric = _metric(r.metric)
             start, end = int(r.start.timestamp()), int(r.end.timestamp())
-            value = metric.to_canonical(r.value, r.unit)
-            samples.append((metric.id, value, start, end, fixed or zone_key(None, r.start)))
+            value = r.value
+            if not (
+                type(value) is float
+                and r.unit == metric.unit
+                and metric.low <= value <= metric.high
+            ):
+                # Validation left it canonical: converting again would give the
+                # value itself. Anything else (a reading built without
+                # validation) is converted, or refused, as before.
+                value = metric.to_canonical(value, r.unit)
+            append((metric.id, value, start, end, fixed or zone_key(None, r.start)))
     else:
         key = zone_key(event.time_zone, event.observed_at)
         start, end = int(event.observed_at.timestamp()), int(event.interval_end.timestamp())

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 
 from schemas.instruments import CGI_C_ANCHORS, Instrument, get_instrument
 from streams.config import CoreConfig
@@ -282,5 +282,11 @@ class InstrumentCourse:
         )
 
     def clone(self) -> InstrumentCourse:
-        """An independent copy."""
-        return replace(self, level=self.level.clone())
+        """An independent copy (every field read in order: ``dataclasses.replace`` costs 2x)."""
+        copied = InstrumentCourse(*[getattr(self, name) for name in _COURSE_FIELDS])
+        copied.level = self.level.clone()
+        return copied
+
+
+#: Every field of :class:`InstrumentCourse`, in ``__init__`` order (all are init fields).
+_COURSE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(InstrumentCourse) if f.init)

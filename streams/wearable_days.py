@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 
 from schemas.wearables import get_metric
@@ -105,13 +105,29 @@ class WearableDays:
         newest: int | None = None
         here: set[tuple[str, int, int]] = set()
         spans: dict[str, tuple[int, int]] = {}
+        # Per sample this loop is the wearable path's hot spot: what does not
+        # change within one delivery is looked up once (the zone of a key, a
+        # metric's dedup stream), and nothing here changes ``last_closed``.
+        last_closed = self.last_closed
+        covers = self.seen.covers
+        opened = self.open
+        streams: dict[str, str] = {}
+        zone_key: str | None = None
+        covered = (-1, -1)  # the hours of the last sample marked (``_cover``)
+        tz: tzinfo = UTC  # replaced at the first sample: no key is None
         for metric, value, start, end, key in samples:
-            first, last = spans.get(metric, (start, end))
-            spans[metric] = (min(first, start), max(last, end, start + 1))
-            tz = zone(key)
+            top = end if end > start else start + 1  # max(end, start + 1), without a call
+            span = spans.get(metric)
+            if span is None:
+                spans[metric] = (start, top)
+            else:
+                first, last = span
+                spans[metric] = (start if start < first else first, top if top > last else last)
+            if key != zone_key:
+                zone_key, tz = key, zone(key)
             local = datetime.fromtimestamp(start, tz)
             taken = local.date()
-            if self.last_closed is not None and taken <= self.last_closed:
+            if last_closed is not None and taken <= last_closed:
                 late[taken] = late.get(taken, 0) + 1
                 continue
             if metric == "sleep":
@@ -121,16 +137,25 @@ class WearableDays:
             else:
                 day, minute = taken, 0
             identity = (metric, start, end)
-            if identity in here or self.seen.covers(f"{stream}|{metric}", start, end):
+            if identity in here:
+                duplicates += 1
+                continue
+            seen_as = streams.get(metric)
+            if seen_as is None:
+                seen_as = streams[metric] = f"{stream}|{metric}"
+            if covers(seen_as, start, end):
                 duplicates += 1
                 continue
             here.add(identity)
             new += 1
-            totals = self.open.get(day)
+            totals = opened.get(day)
             if totals is None:
-                totals = self.open[day] = DayTotals()
+                totals = opened[day] = DayTotals()
             totals.add(metric, value, start, key, minute)
-            self._cover(start, end)
+            hours = (start // 3600, max(start, end - 1) // 3600)
+            if hours != covered:  # the same hours again set the same bits: skipped
+                covered = hours
+                self._cover(start, end)
             if newest is None or start > newest:
                 newest = start
         limit = config.dedup.intervals_per_stream

@@ -83,6 +83,12 @@ def get_instrument(name: str) -> Instrument:
 phq8, phq2, gad7, madrs, hamd17, qids_sr16, ymrs, asrm, panss, cgi_s, cgi_c (names and aliases \
 such as 'PHQ-9' also work; case, '-', '_' and spaces are ignored)
     """
+    if type(name) is str:
+        # An id as events carry it is its own key (normalising is idempotent):
+        # one dict lookup on the hot path of every score, course and rule.
+        found = _BY_NAME.get(name)
+        if found is not None:
+            return found
     found = _BY_NAME.get(_normalise(name)) if isinstance(name, str) else None
     if found is None:
         shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."

@@ -150,12 +150,15 @@ class Instrument:
     remission_items: tuple[str, ...] = ()
     remission_item_max: int | None = None
     _keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    _ranges: tuple[tuple[str, int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = [item.key for item in self.items]
         if len(set(keys)) != len(keys):
             raise ValueError(f"{self.name}: duplicate item keys in {keys}")
         object.__setattr__(self, "_keys", frozenset(keys))
+        ranges = tuple((item.key, item.low, item.high) for item in self.items)
+        object.__setattr__(self, "_ranges", ranges)
         if not self.raters or not self.raters <= {"self", "clinician"}:
             raise ValueError(f"{self.name}: raters must be a non-empty subset of self, clinician")
         lows = {item.key: item.low for item in self.items}
@@ -194,6 +197,8 @@ class Instrument:
         return ScoreError(message, instrument=self.id, items=items)
 
     def _check_total(self, total: object, what: str = "total") -> int:
+        if type(total) is int and self.total_low <= total <= self.total_high:
+            return total  # the usual case, without building a message
         allowed = f"allowed {self.total_low}-{self.total_high}"
         if not _is_whole_number(total):
             raise self._error(
@@ -207,6 +212,8 @@ class Instrument:
 
     def _check_items(self, items: Mapping[str, int], required: Iterable[str] | None) -> None:
         """Raise one ScoreError listing every problem: unknown, missing, out-of-range items."""
+        if required is None and self._all_items_valid(items):
+            return
         problems: list[str] = []
         at_fault: list[str] = []
         unknown = [key for key in items if key not in self._keys]
@@ -248,6 +255,23 @@ class Instrument:
                 at_fault.append(item.key)
         if problems:
             raise self._error("; ".join(problems), *at_fault)
+
+    def _all_items_valid(self, items: Mapping[str, int]) -> bool:
+        """Whether ``items`` holds every item, nothing else, each a whole number in range.
+
+        The usual case, checked without building a message; anything else
+        (including ``int`` subclasses) goes through :meth:`_check_items`' full
+        walk, which decides and explains it.
+        """
+        ranges = self._ranges
+        if len(items) != len(ranges):
+            return False
+        get = items.get
+        for key, low, high in ranges:
+            value = get(key)
+            if type(value) is not int or not low <= value <= high:
+                return False
+        return True
 
     # -- the verbs ----------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from schemas.envelope import Envelope
 from schemas.events import (
     Alert,
@@ -35,6 +37,7 @@ from schemas.events import (
     WearableSample,
     WearableUpload,
 )
+from schemas.instruments import INSTRUMENTS
 
 #: What the writer accepts: every event model (uploads are expanded to samples).
 Storable = (
@@ -88,8 +91,34 @@ def _envelope(event: Envelope) -> Row:
     )
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` builds this encoder on every call;
+#: the writer calls it once or twice per row.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _COMPACT.encode(value)
+
+
+#: Item keys of the catalogue: plain ASCII, written by every JSON encoder alike.
+_ITEM_KEYS = frozenset(item.key for instrument in INSTRUMENTS.values() for item in instrument.items)
+_ITEMS: TypeAdapter[dict[str, int]] = TypeAdapter(dict[str, int])
+
+
+def _items_json(items: dict[str, int] | None) -> str | None:
+    """``_json(items)`` of a score's items, by pydantic's encoder in the usual case.
+
+    A validated score's items are the instrument's own keys with whole-number
+    values (:mod:`schemas.instruments`); for those pydantic writes what
+    :func:`json.dumps` writes, at a third of the cost. Anything else goes
+    through :func:`_json`.
+    """
+    if items is None:
+        return None
+    for key, value in items.items():
+        if key not in _ITEM_KEYS or type(value) is not int:
+            return _json(items)
+    return _ITEMS.dump_json(items).decode()
 
 
 def _score_row(e: ClinicalScore) -> Row:
@@ -98,7 +127,7 @@ def _score_row(e: ClinicalScore) -> Row:
         e.instrument,
         e.version,
         e.rater,
-        _json(e.items),
+        _items_json(e.items),
         e.total,
         e.model_dump_json(),
     )
