@@ -63,6 +63,27 @@ def _check_pseudonym(value: str) -> str:
     return value
 
 
+def _convertible_to_utc(moment: datetime) -> datetime:
+    """Refuse a time that has no UTC equivalent (the years 1 and 9999 at the edges).
+
+    ``0001-01-01T00:30:00+01:00`` is a valid ISO 8601 time whose UTC instant
+    falls before the year 1: Python cannot convert it, and every comparison
+    psymon makes is in UTC (:func:`utc`).
+    """
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{moment.isoformat()} falls outside the years 1 to 9999 once converted to UTC; "
+            "accepted: a tz-aware time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+        ) from None
+    return moment
+
+
+#: A tz-aware time that can be converted to UTC: every time field of an event.
+Moment = Annotated[AwareDatetime, AfterValidator(_convertible_to_utc)]
+
+
 def utc(moment: datetime) -> datetime:
     """``moment`` in UTC, for comparing and subtracting.
 
@@ -174,8 +195,8 @@ class Envelope(BaseModel):
 
     event_id: UUID
     patient_id: PatientId
-    observed_at: AwareDatetime
-    received_at: AwareDatetime
+    observed_at: Moment
+    received_at: Moment
     source: Source
     time_zone: TimeZoneName | None = None
     schema_version: Literal[1] = SCHEMA_VERSION

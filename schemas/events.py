@@ -37,6 +37,7 @@ from schemas.analytes import get_analyte
 from schemas.envelope import (
     Envelope,
     LongText,
+    Moment,
     PatientId,
     ShortText,
     Source,
@@ -124,7 +125,7 @@ class WearableSample(Envelope):
     metric: ShortText
     value: float
     unit: ShortText
-    interval_end: AwareDatetime
+    interval_end: Moment
 
     @model_validator(mode="after")
     def _canonical(self) -> WearableSample:
@@ -154,8 +155,8 @@ class WearableReading(BaseModel):
     metric: ShortText
     value: float
     unit: ShortText
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Moment
+    end: Moment
 
     @model_validator(mode="after")
     def _canonical(self) -> WearableReading:
@@ -183,7 +184,7 @@ class WearableUpload(Envelope):
     """
 
     kind: Literal["wearable_upload"] = "wearable_upload"
-    window_end: AwareDatetime
+    window_end: Moment
     readings: tuple[WearableReading, ...] = Field(min_length=1, max_length=MAX_SAMPLES_PER_UPLOAD)
 
     @model_validator(mode="after")
@@ -398,8 +399,8 @@ class Alert(Derived):
     status: Literal["open", "closed", "acknowledged", "escalated", "resolved"]
     message: LongText
     evidence: dict[ShortText, Scalar] = Field(default_factory=dict, max_length=64)
-    first_seen: AwareDatetime
-    last_seen: AwareDatetime
+    first_seen: Moment
+    last_seen: Moment
     config_version: ShortText
 
 
@@ -461,7 +462,7 @@ class DeadLetter(BaseModel):
     kind: Literal["dead_letter"] = "dead_letter"
     event_id: UUID
     patient_id: PatientId | None = None
-    received_at: AwareDatetime
+    received_at: Moment
     topic: ShortText
     reason: LongText
     errors: tuple[FieldError, ...] = ()

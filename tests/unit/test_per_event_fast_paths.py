@@ -88,13 +88,13 @@ def test_a_fall_back_hour_in_one_zone_is_ordered_in_utc() -> None:
     assert utc_difference(later, first) == timedelta(minutes=30)
 
 
-def test_a_record_at_the_edge_of_the_calendar_fails_as_before() -> None:
-    """``utc()`` overflows in year 1 and 9999; the shortcut leaves those to it."""
+def test_a_record_at_the_edge_of_the_calendar_is_refused_with_a_reason() -> None:
+    """``utc()`` overflows in year 1 and 9999; the field refuses such a time first."""
     lab = json.loads(
         LabResult(**envelope_fields(), analyte="crp", value=0.45, unit="mg/L").model_dump_json()
     )
     lab["observed_at"] = "0001-01-01T00:30:00+01:00"
-    with pytest.raises(OverflowError):
+    with pytest.raises(ValidationError, match="once converted to UTC"):
         LabResult.model_validate(lab)
 
 
