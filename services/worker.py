@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,11 +28,16 @@ from typing import TYPE_CHECKING
 
 from schemas.topics import ALL_TOPICS
 from services.embedded.topics import BrokerError, ensure_topics
+from services.embedded.watch import ChangelogWatch, RecoveryStall
 
 if TYPE_CHECKING:
+    from services.live_models import LiveModels
     from streams import CoreConfig
 
 DEFAULT_APP_ID = "psymon-worker"
+#: Exit code of a worker that stopped because the broker lost its state
+#: (:class:`services.embedded.watch.RecoveryStall`): start it again.
+BROKER_STATE_LOST = 3
 
 
 def run_worker(
@@ -43,6 +49,7 @@ def run_worker(
     config: CoreConfig | None = None,
     loglevel: str = "warning",
     database_url: str | None = None,
+    models_topic: str | None = None,
 ) -> int:
     """Run a worker until SIGINT/SIGTERM; return its exit code (0 after a clean stop).
 
@@ -64,6 +71,11 @@ def run_worker(
         The store (``PSYMON_DATABASE_URL``): a patient the worker's table does not
         know is rebuilt from the stored history before the new event is applied
         (:class:`services.rebuild.StateRebuilder`). ``None``: no rebuild.
+    models_topic
+        Score with the newest relapse-risk model version published on this
+        topic (``psymon.models.v1``; :class:`services.live_models.LiveModels`
+        polls it in a thread), version 0 until one arrives. ``None``: score
+        with ``config.model`` throughout (none by default: no assessments).
 
     Raises
     ------
@@ -82,22 +94,29 @@ def run_worker(
         partitions,
         (*ALL_TOPICS, *changelog_topics(app_id)),
         compacted=changelog_topics(app_id),
+        check_readable=changelog_topics(app_id),  # records a lost broker left unreadable
     )
+    watch = ChangelogWatch(bootstrap, partitions, changelog_topics(app_id)).start()
     rebuilder = None
     if database_url is not None:
         from services.rebuild import StateRebuilder
         from streams import CoreConfig as _CoreConfig
 
         rebuilder = StateRebuilder(database_url, config if config is not None else _CoreConfig())
+    live_models = _live_models(bootstrap, models_topic, config)
     app = create_app(
         bootstrap,
         partitions=partitions,
         app_id=app_id,
         data_dir=data_dir / "faust",
-        config=config,
+        config=config if live_models is None else live_models(),
         rebuild=rebuilder.rebuild if rebuilder is not None else None,
+        config_source=live_models,
+        changelog_lost=watch.lost,
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    stall = RecoveryStall(_stop_for_a_restart)
+    logging.getLogger("faust").addHandler(stall)
     # faust's terminal spinner sets the root logger to DEBUG at levels >= WARNING,
     # so every debug record of faust and aiokafka is built and spun (~10 % of the
     # worker's time); without it the root logger keeps ``loglevel``.
@@ -105,11 +124,43 @@ def run_worker(
     try:
         worker.execute_from_commandline()
     except SystemExit as done:
+        if stall.stalled:
+            return BROKER_STATE_LOST
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     finally:
+        watch.stop()
+        logging.getLogger("faust").removeHandler(stall)
         if rebuilder is not None:
             rebuilder.close()
+        if live_models is not None:
+            live_models.stop()
     return 0
+
+
+def _live_models(
+    bootstrap: str, models_topic: str | None, config: CoreConfig | None
+) -> LiveModels | None:
+    """The model versions the worker scores with, polled from ``models_topic`` in a thread."""
+    if models_topic is None:
+        return None
+    from services.embedded.topics import ensure_models_topic
+    from services.live_models import LiveModels, TopicModelStore
+    from streams import CoreConfig as _CoreConfig
+
+    ensure_models_topic(bootstrap, models_topic)
+    base = config if config is not None else _CoreConfig()
+    return LiveModels(TopicModelStore(bootstrap, models_topic), base).start()
+
+
+def _stop_for_a_restart(message: str) -> None:
+    """Stop as SIGTERM does; :func:`run_worker` then returns :data:`BROKER_STATE_LOST`."""
+    logging.getLogger("psymon.worker").error(
+        "the broker lost this worker's state: its changelog holds records that cannot be "
+        "read (%s); stopping so that the worker is started again, repairs the changelog "
+        "and rebuilds the patients it cannot restore from the store",
+        message,
+    )
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def use_uvloop() -> bool:
@@ -138,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--loglevel", default="warning", choices=["debug", "info", "warning", "error"]
     )
+    parser.add_argument(
+        "--models-topic",
+        default=None,
+        help="score with the newest model version on this topic (psymon.models.v1); "
+        "default: no model (no risk assessments), as tests and benchmarks expect",
+    )
     options = parser.parse_args(argv)
     logging.captureWarnings(True)
     # The store's URL holds a password: it comes from the environment
@@ -151,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir=options.data_dir,
             loglevel=options.loglevel,
             database_url=url,
+            models_topic=options.models_topic,
         )
     except BrokerError as error:
         print(f"psymon worker: {error}", file=sys.stderr)

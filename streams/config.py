@@ -61,7 +61,13 @@ class OrderingConfig(_Section):
 
 
 class DedupConfig(_Section):
-    """How much each patient remembers to recognise a re-delivered event."""
+    """How much each patient remembers to recognise an event that arrives twice.
+
+    A record the broker delivers again after a crash or a rebalance never
+    reaches the core: the worker drops it by the input offset kept with the
+    state (:mod:`streams.stored_state`), however many there are. These bounds
+    are for events sent twice, which the core recognises only among the newest.
+    """
 
     #: Ids of scores, labs and outcomes remembered (the newest by event time).
     remembered_events: int = Field(default=64, ge=1, le=4096)

@@ -1,7 +1,11 @@
 """Recognising what the patient state has already seen, in bounded memory.
 
-The broker delivers at least once, so the same event can arrive twice
-(ARCHITECTURE.md). Two memories make a re-delivery harmless:
+The same event can arrive twice: a producer sends it again (a retry, a
+re-sent file), or the broker delivers a record again (at least once,
+ARCHITECTURE.md). The stream worker drops a record the broker gives again by
+its input offset before the core sees it (:mod:`streams.stored_state`), so the
+core's memories below meet mostly events sent twice, and bound how far back
+it recognises one. Two memories make a repeat harmless:
 
 * :class:`EventMemory` remembers event ids (scores, labs, outcomes, whole
   uploads), the newest ``capacity`` of them by event time. What it keeps does

@@ -85,7 +85,7 @@ def test_killed_workers_and_sinks_lose_nothing_and_store_nothing_twice(
                             lambda: worker_lag(broker.bootstrap, pipeline.app_id) == 0,
                             "the restarted worker to catch up",
                         )
-                        writes.close()  # it re-applied what it had not committed: count anew
+                        writes.close()  # it was given again what it had not committed: count anew
                         writes = ChangelogWrites(broker.bootstrap, pipeline.app_id, patients)
                         pending = 0
                     else:
