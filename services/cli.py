@@ -949,6 +949,17 @@ def subgroups() -> None:
     help="Where versions are published (default: PSYMON_DATA_DIR/models).",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--models-topic",
+    default="psymon.models.v1",
+    show_default=True,
+    help="Where workers find versions (compacted, one partition; created if missing).",
+)
+@click.option(
+    "--no-publish",
+    is_flag=True,
+    help="Archive the version only: no worker picks it up (a study's fit).",
+)
 def subgroups_fit(
     until: datetime | None,
     k: int | None,
@@ -957,14 +968,19 @@ def subgroups_fit(
     name: str,
     models_dir: Path | None,
     seed: int,
+    models_topic: str,
+    no_publish: bool,
 ) -> None:
     """Fit the next subgroup model version from the stored events and publish it.
 
     Replays every stored input event through the core (PSYMON_CORE_CONFIG_FILE, else the
     built-in configuration), fits a Gaussian mixture to the patients' biomarker profiles
-    (labels matched to the newest published version) and writes it as
-    <name>.v<version>.json to the models directory. Reads PSYMON_DATABASE_URL (else the
-    embedded store); recorded in the audit log. Prints the file and the clusters.
+    (labels matched to the newest version) and writes it as <name>.v<version>.json to the
+    models directory, archives it in the store's model_versions table (for replays and
+    rebuilds) and publishes it to --models-topic on PSYMON_KAFKA_BOOTSTRAP, where every
+    worker picks it up within seconds (not when the broker is not set, or --no-publish).
+    Reads PSYMON_DATABASE_URL (else the embedded store); recorded in the audit log.
+    Prints the file and the clusters.
     """
     from services.embedded.postgres import database_url
     from services.replay.audit import AuditUnavailable
@@ -972,6 +988,16 @@ def subgroups_fit(
     from services.study.subgroup_models import fit_from_store
 
     settings = _settings()
+    topic_store = None
+    if not no_publish and settings.kafka_bootstrap is not None:
+        from services.embedded.topics import BrokerError, ensure_models_topic
+        from services.live_models import TopicModelStore
+
+        try:
+            ensure_models_topic(settings.kafka_bootstrap, models_topic)
+        except BrokerError as error:
+            raise click.ClickException(str(error)) from None
+        topic_store = TopicModelStore(settings.kafka_bootstrap, models_topic)
     url, embedded = database_url(settings)
     try:
         config = load_core_config(settings.core_config_file) if settings.core_config_file else None
@@ -986,10 +1012,13 @@ def subgroups_fit(
             features=features or None,
             seed=seed,
             who=_who(),
+            publish=None if topic_store is None else topic_store.publish,
         )
     except (ValueError, AuditUnavailable) as error:
         raise click.ClickException(str(error)) from None
     finally:
+        if topic_store is not None:
+            topic_store.close()
         if embedded is not None:
             embedded.stop()
     snap = report.snapshot
@@ -1001,6 +1030,11 @@ def subgroups_fit(
     for label, description in zip(snap.labels, snap.descriptions, strict=True):
         click.echo(f"  {label}: {description}")
     click.echo(f"{report.path}  sha256 {report.sha256}")
+    if report.published:
+        click.echo(f"published to {models_topic}: workers assign clusters with v{snap.version}")
+    else:
+        why = "--no-publish" if no_publish else "PSYMON_KAFKA_BOOTSTRAP is not set"
+        click.echo(f"archived, not published ({why}): workers keep the version they have")
 
 
 @cli.group()

@@ -15,6 +15,18 @@ Only events that arrived before the event about to be applied are used
 patient still in flight behind it, and applying them twice would drop their
 outputs as duplicates.
 
+Live workers follow the model versions published on the models topic
+(:mod:`services.live_models`): the relapse-risk model (whose assessments
+feed the ``relapse_risk`` alert's run of high-risk days) and the population
+subgroup model (whose clusters, with hysteresis, are part of the state).
+Replaying with the base configuration would restart both from scratch, so
+when the store archives versions (``model_versions``, migration 0008) the
+rebuild processes each event with the versions live used for it
+(:class:`services.model_versions.AsLive`: the version its stored outputs
+name, else the version in force when it arrived), as ``psymon replay
+--models as-live`` does; a kind with no archived version keeps the base
+configuration's (``models="auto"``, the default of :class:`StateRebuilder`).
+
 It is blocking I/O: the faust agent runs it in a thread executor.
 
 >>> callable(rebuild_state) and callable(StateRebuilder)
@@ -26,15 +38,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import psycopg
 
+from services.live_models import SUBGROUP_MODEL
+from services.model_versions import AsLive, archive_signature
 from services.replay.engine import run_core
 from services.replay.query import EventQuery, InputEvent, read_input_events
 from streams import CoreConfig, PatientState
 
 log = logging.getLogger("psymon.rebuild")
+
+#: ``config``: the given configuration for every event; ``as-live``: the versions live
+#: used (:class:`~services.model_versions.AsLive`); ``auto``: ``as-live`` for each kind
+#: of model the store archives versions of, ``config`` for the others.
+Models = Literal["config", "as-live", "auto"]
+MODEL_CHOICES: tuple[Models, ...] = ("config", "as-live", "auto")
+
+#: The relapse-risk model a worker follows (``services.live_models.LiveModels``).
+RISK_MODEL = "relapse_risk"
+#: Not yet looked at the archive (a signature is a tuple, or None without the table).
+_UNREAD = object()
 
 
 def rebuild_state(
@@ -43,6 +69,7 @@ def rebuild_state(
     config: CoreConfig | None = None,
     *,
     before: InputEvent | None = None,
+    models: Models = "config",
 ) -> PatientState:
     """The state of ``patient_id`` after all their stored input events.
 
@@ -57,6 +84,10 @@ def rebuild_state(
     before
         Use only the events that arrived before this one (arrival order:
         ``received_at``, ``observed_at``, ``event_id``).
+    models
+        ``config`` (the default here): ``config`` for every event;
+        ``as-live``: the versions live used for each event; ``auto``:
+        ``as-live`` for each kind the store archives versions of.
 
     Returns
     -------
@@ -64,23 +95,53 @@ def rebuild_state(
         ``PatientState(patient_id=patient_id)`` when the store has no event
         of the patient.
     """
-    state, _ = _rebuild(conn_or_url, patient_id, config, before)
+    if models not in MODEL_CHOICES:
+        raise ValueError(f"models is {models!r}; accepted: {', '.join(MODEL_CHOICES)}")
+    if isinstance(conn_or_url, str):
+        with psycopg.connect(conn_or_url, autocommit=True, connect_timeout=10) as conn:
+            return rebuild_state(conn, patient_id, config, before=before, models=models)
+    base = config if config is not None else CoreConfig()
+    as_live = _as_live(conn_or_url, base, models)
+    state, _ = _rebuild(conn_or_url, patient_id, base, before, as_live)
     return state
 
 
+def _as_live(
+    conn: psycopg.Connection[Any],
+    base: CoreConfig,
+    models: Models,
+    archived: tuple[tuple[str, int], ...] | None = None,
+) -> AsLive | None:
+    """The per-event chooser ``models`` asks for on this store, or ``None`` (``config``).
+
+    ``archived``: the archive's :func:`~services.model_versions.archive_signature`,
+    when the caller has it already (``auto``).
+    """
+    if models == "config":
+        return None
+    if models == "as-live":
+        return AsLive(conn, base)
+    if archived is None:
+        archived = archive_signature(conn)
+    names = {name for name, _ in archived or ()}  # no table (before 0008), or no version
+    risk, subgroups = RISK_MODEL in names, SUBGROUP_MODEL in names
+    if not (risk or subgroups):
+        return None
+    return AsLive(conn, base, RISK_MODEL, SUBGROUP_MODEL, risk=risk, subgroups=subgroups)
+
+
 def _rebuild(
-    conn_or_url: psycopg.Connection[Any] | str,
+    conn: psycopg.Connection[Any],
     patient_id: str,
     config: CoreConfig | None,
     before: InputEvent | None,
+    config_for: Callable[[InputEvent], CoreConfig] | None = None,
 ) -> tuple[PatientState, int]:
-    if isinstance(conn_or_url, str):
-        with psycopg.connect(conn_or_url, autocommit=True, connect_timeout=10) as conn:
-            return _rebuild(conn, patient_id, config, before)
     query = EventQuery(patients=(patient_id,))
     states: dict[str, PatientState] = {}
     applied = 0
-    for _ in run_core(read_input_events(conn_or_url, query, before=before), config, states):
+    events = read_input_events(conn, query, before=before)
+    for _ in run_core(events, config, states, config_for):
         applied += 1
     return states.get(patient_id, PatientState(patient_id=patient_id)), applied
 
@@ -97,12 +158,25 @@ class StateRebuilder:
         The store's URL.
     config
         The configuration the worker runs with (it must be the same, or the
-        rebuilt state is not the state the worker would have had).
+        rebuilt state is not the state the worker would have had). Its
+        ``model`` and ``subgroups`` are replaced per event by the versions live
+        used, for each kind the store archives versions of (``models``).
+    models
+        As :func:`rebuild_state`; ``auto`` by default: a worker that follows
+        the models topic gets back the versions it used, and a store that
+        archives none (no trainer, no subgroup fit) rebuilds with ``config``.
     """
 
-    def __init__(self, url: str, config: CoreConfig | None = None) -> None:
+    def __init__(
+        self, url: str, config: CoreConfig | None = None, *, models: Models = "auto"
+    ) -> None:
+        if models not in MODEL_CHOICES:
+            raise ValueError(f"models is {models!r}; accepted: {', '.join(MODEL_CHOICES)}")
         self._url = url
         self.config = config if config is not None else CoreConfig()
+        self.models = models
+        self._as_live: AsLive | None = None
+        self._archived: object = _UNREAD  # the archive's signature when _as_live was made
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         #: Patients rebuilt from at least one stored event, and how long it took in all.
@@ -120,7 +194,8 @@ class StateRebuilder:
             for attempt in (1, 2):
                 conn = self._connected()
                 try:
-                    state, applied = _rebuild(conn, patient_id, self.config, before)
+                    config_for = self._versions(conn)
+                    state, applied = _rebuild(conn, patient_id, self.config, before, config_for)
                     break
                 except psycopg.OperationalError:
                     self.close()
@@ -134,6 +209,18 @@ class StateRebuilder:
         log.info("rebuilt a patient state from %d stored events in %.2f s", applied, took)
         return state
 
+    def _versions(self, conn: psycopg.Connection[Any]) -> AsLive | None:
+        """The chooser of versions live used; the archive is read again when it has grown."""
+        if self.models == "config":
+            return None
+        signature = archive_signature(conn)  # one small query: versions come a week apart
+        if signature != self._archived:
+            self._as_live = _as_live(conn, self.config, self.models, signature)
+            self._archived = signature
+        if self._as_live is not None:  # made on this connection: close() drops both
+            self._as_live.forget()  # the patient's stored outputs, read afresh
+        return self._as_live
+
     def _connected(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
@@ -142,6 +229,7 @@ class StateRebuilder:
     def close(self) -> None:
         """Close the connection (a later call reconnects)."""
         conn, self._conn = self._conn, None
+        self._as_live, self._archived = None, _UNREAD
         if conn is not None:
             conn.close()
 

@@ -10,10 +10,12 @@ process instead. Both are recorded in the audit log before they start.
 Replaying the live history with the live configuration reproduces the live
 outputs: same event ids, same content (tests/integration/test_replay_equals_live.py;
 the order caveats are in :mod:`services.replay.query`). Live workers score with
-the model versions the trainer publishes; ``models="as-live"`` scores each
-event with the version live used for it (:class:`services.model_versions.AsLive`),
-so the risk assessments and ``relapse_risk`` alerts come out as live
-(tests/integration/test_live_models.py).
+the model versions the trainer publishes and assign clusters with the
+subgroup model versions ``psymon subgroups fit`` publishes; ``models="as-live"``
+processes each event with the versions live used for it
+(:class:`services.model_versions.AsLive`), so the risk assessments,
+``relapse_risk`` alerts and cluster changes come out as live
+(tests/integration/test_live_models.py, tests/integration/test_live_subgroup_versions.py).
 """
 
 from __future__ import annotations
@@ -280,7 +282,10 @@ def replay(
         no risk assessments). ``as-live``: score each event with the model
         version live used for it, from the store (the version its stored
         assessments name, else the version archived last before its
-        ``received_at``); the configuration's other settings still apply.
+        ``received_at``), and assign clusters with the subgroup model version
+        live used (the version its stored cluster change names, else the
+        version archived last before its ``received_at``, else the
+        configuration's); the configuration's other settings still apply.
 
     Returns
     -------

@@ -11,15 +11,23 @@ the files do not collide):
 * :func:`fit_from_store` replays the stored input events through the pure
   core (the same code as live), takes every patient's biomarker profile,
   fits the next version (:func:`~services.study.subgroups.fit_subgroups`,
-  labels matched to the newest published version) and publishes it. The run
-  is recorded in the store's ``audit_log`` as a ``study``.
-* :class:`LatestSubgroups` is a worker's view of the newest version:
-  :meth:`~LatestSubgroups.refresh` re-reads the directory and swaps
+  labels matched to the newest version published or archived), writes it to
+  the directory, archives it in the store's ``model_versions`` table
+  (:func:`services.model_versions.archive_version`) and then, given
+  ``publish`` (``psymon subgroups fit`` passes the models topic's
+  :meth:`~services.live_models.TopicModelStore.publish`), publishes it to
+  ``psymon.models.v1`` under its own name, where every worker's
+  :class:`~services.live_models.LiveModels` picks it up. Archived before
+  published, as the trainer does: a replay or a rebuild must find every
+  version a worker may have used. The run is recorded in the store's
+  ``audit_log`` as a ``study``.
+* :class:`LatestSubgroups` is a view of the newest version in a directory:
+  :meth:`~LatestSubgroups.refresh` re-reads it and swaps
   ``config.with_subgroups(...)`` when a newer version is there.
 
 A version's ``trained_until`` is the latest arrival (``received_at``) among
-the events it was fitted on: a replay that switches versions as live did
-switches there.
+the events it was fitted on: a replay or rebuild that switches versions as
+live did (:class:`services.model_versions.AsLive`) switches after it.
 
 >>> import tempfile
 >>> from streams import CoreConfig
@@ -41,13 +49,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
+from services.live_models import SUBGROUP_MODEL
+from services.model_versions import archive_version, check_name, newest_archived_subgroups
 from services.replay.audit import audit_finished, audit_started, describe_error, require_audit_log
 from services.replay.engine import run_core
 from services.replay.provenance import code_version, code_version_text
@@ -56,8 +66,8 @@ from services.study.subgroups import fit_subgroups, profile_vectors
 from streams import CoreConfig, PatientState
 from streams.stratification.snapshot import SubgroupSnapshot
 
-#: The default model name (``SubgroupSnapshot.name``).
-DEFAULT_NAME = "profile_mixture"
+#: The default model name (``SubgroupSnapshot.name``), the one workers follow.
+DEFAULT_NAME = SUBGROUP_MODEL
 
 
 class SubgroupModelStore:
@@ -132,7 +142,12 @@ class LatestSubgroups:
 
 @dataclass(frozen=True)
 class FitReport:
-    """What :func:`fit_from_store` did: the version published, where, from how much."""
+    """What :func:`fit_from_store` did: the version published, where, from how much.
+
+    ``archived``: whether the store's archive got a new row (False: that
+    version was there already); ``published``: whether it was sent to the
+    models topic.
+    """
 
     snapshot: SubgroupSnapshot
     path: Path
@@ -140,6 +155,8 @@ class FitReport:
     profiles_used: int
     events: int
     sha256: str
+    archived: bool = False
+    published: bool = False
 
 
 def fit_from_store(
@@ -155,6 +172,7 @@ def fit_from_store(
     min_features: int = 1,
     seed: int = 0,
     who: str = "python",
+    publish: Callable[[SubgroupSnapshot], None] | None = None,
 ) -> FitReport:
     """Fit the next subgroup model version from the stored history and publish it.
 
@@ -164,7 +182,8 @@ def fit_from_store(
         A migrated psymon store.
     models_dir
         The models directory (:class:`SubgroupModelStore`); the newest version
-        of ``name`` there is the previous one (numbering, label matching).
+        of ``name`` there or in the store's archive is the previous one
+        (numbering, label matching).
     config
         The core configuration live runs with (its ``stratification`` section
         shapes the profiles); default ``CoreConfig()``.
@@ -174,10 +193,22 @@ def fit_from_store(
         As :func:`~services.study.subgroups.fit_subgroups`.
     who
         Who fits, for the audit log.
+    publish
+        Where to publish the version once archived (the models topic:
+        :meth:`services.live_models.TopicModelStore.publish`); ``None``: the
+        directory and the archive only (no worker sees it).
     """
     core_config = config if config is not None else CoreConfig()
     store = SubgroupModelStore(models_dir)
-    previous = store.latest(name)
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        check_name(conn, name, "subgroups")  # also: the store has the archive (0008)
+        archived = newest_archived_subgroups(conn, name)
+    in_directory = store.latest(name)
+    previous = max(
+        (s for s in (in_directory, archived) if s is not None),
+        key=lambda s: s.version,
+        default=None,
+    )
     query = EventQuery(until=until)
     parameters = {
         "task": "subgroups fit",
@@ -190,6 +221,7 @@ def fit_from_store(
         "min_features": min_features,
         "seed": seed,
         "models_dir": str(Path(models_dir).resolve()),
+        "publish": publish is not None,
     }
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         require_audit_log(conn)
@@ -223,13 +255,25 @@ def fit_from_store(
                 seed=seed,
             )
             path = store.publish(snapshot)
+            added = archive_version(conn, snapshot)
+            if publish is not None:
+                publish(snapshot)
             counts |= {"patients": len(states), "profiles_used": len(usable)}
         except BaseException as error:
             audit_finished(conn, audit_id, row_counts=counts, error=describe_error(error))
             raise
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         audit_finished(conn, audit_id, row_counts=counts, manifest_sha256=sha256)
-    return FitReport(snapshot, path, len(states), len(usable), counts["input_events"], sha256)
+    return FitReport(
+        snapshot,
+        path,
+        len(states),
+        len(usable),
+        counts["input_events"],
+        sha256,
+        archived=added,
+        published=publish is not None,
+    )
 
 
 def _final_states(

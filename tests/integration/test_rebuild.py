@@ -67,7 +67,9 @@ def test_the_rebuilt_state_is_the_live_state(loaded: str, cohort: list[Any]) -> 
         for patient, state in live.items():
             rebuilt = rebuild_state(conn, patient, CoreConfig())
             assert rebuilt == state
-            assert pickle.dumps(rebuilt) == pickle.dumps(state)
+            # A pickle also records which equal values are one shared object, which
+            # differs between a rebuilt and a live state; what it restores is equal.
+            assert pickle.loads(pickle.dumps(rebuilt)) == state
             assert rebuilt.model_dump_json() == state.model_dump_json()
             # Re-deliveries are stored once, so only their count is not rebuilt.
             seen = with_duplicates[patient]
