@@ -340,9 +340,7 @@ def cohort_events(
     return events
 
 
-def as_records(
-    events: Sequence[Storable], *, timestamp_ms: int | None = None
-) -> list[SinkRecord]:
+def as_records(events: Sequence[Storable], *, timestamp_ms: int | None = None) -> list[SinkRecord]:
     """The Kafka records a producer would send for ``events``.
 
     Each record carries the broker timestamp of its arrival: the event's own
