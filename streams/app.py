@@ -357,16 +357,16 @@ async def fetched_ends(
         anything with ``topic`` and ``partition`` (faust's ``TP``).
     consumer
         An aiokafka consumer without a group, not started: this starts, uses
-        and stops it.
+        and stops it (stops it also when no partition needs a fetch).
     timeout
         Seconds to wait for the fetch; past it the listed ends stand (logged).
     """
     ends = dict(listed)
     probed = {faust_aiokafka.ensure_aiokafka_TP(tp): tp for tp, end in ends.items() if end > 0}
-    if not probed:
-        return ends
-    await consumer.start()
     try:
+        if not probed:
+            return ends  # the consumer is still closed: an unclosed one is logged as an error
+        await consumer.start()
         consumer.assign(list(probed))
         for partition, tp in probed.items():
             consumer.seek(partition, ends[tp] - 1)
