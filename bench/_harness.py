@@ -254,13 +254,15 @@ def timed_span(
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """The next offset of every partition of ``topic``."""
+    """The next offset of every partition of ``topic`` (not ListOffsets': short on Tansu)."""
     from kafka import KafkaConsumer, TopicPartition
+
+    from services.embedded.offsets import end_offsets as fetched_ends
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+        return {tp.partition: end for tp, end in fetched_ends(consumer, partitions).items()}
     finally:
         consumer.close()
 

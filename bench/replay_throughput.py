@@ -47,6 +47,7 @@ from pydantic import TypeAdapter
 
 from schemas.events import AnyEvent
 from services.embedded import EmbeddedBroker, spawn_child, stop_child
+from services.embedded.offsets import end_offsets
 from services.embedded.postgres import EmbeddedPostgres
 from services.producer import key_of, topic_of
 from services.rebuild import StateRebuilder
@@ -121,9 +122,9 @@ def produce_in_waves(
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     partitions = [TopicPartition(changelog, p) for p in consumer.partitions_for_topic(changelog)]
     consumer.assign(partitions)
-    consumer.seek_to_end(*partitions)
-    for tp in partitions:
-        consumer.position(tp)
+    # From the true ends: Tansu lists them short of the last batch (services.embedded.offsets).
+    for tp, end in end_offsets(consumer, partitions).items():
+        consumer.seek(tp, end)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
     sent = applied = 0
     busy = cpu = 0.0

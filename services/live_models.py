@@ -212,10 +212,14 @@ class TopicModelStore:
         """
         import time
 
+        from services.embedded.offsets import end_offsets
+
         consumer = self._reader()
         if consumer is None:
             return []
-        ends = consumer.end_offsets(list(consumer.assignment()))
+        # Not ListOffsets: on Tansu its end falls short of the last batch, and the
+        # newest versions may be in it (services.embedded.offsets).
+        ends = end_offsets(consumer, consumer.assignment(), timeout=timeout)
         deadline = time.monotonic() + timeout
         found: list[Snapshot] = []
         while time.monotonic() < deadline:

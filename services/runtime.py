@@ -267,6 +267,7 @@ class ProgressProbe:
             from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
             from schemas.topics import ALL_TOPICS, INPUT_TOPICS
+            from services.embedded.offsets import end_offsets
 
             consumer = KafkaConsumer(
                 bootstrap_servers=self._bootstrap,
@@ -280,7 +281,9 @@ class ProgressProbe:
                     for topic in ALL_TOPICS
                     for p in consumer.partitions_for_topic(topic) or ()
                 ]
-                ends = consumer.end_offsets(partitions)
+                # One fetch more than ListOffsets, whose ends fall short on Tansu
+                # (services.embedded.offsets): a group would look caught up too soon.
+                ends = end_offsets(consumer, partitions, timeout=3.0)
                 lag = {}
                 for name, group, topics in (
                     ("workers", "psymon-worker", INPUT_TOPICS),

@@ -64,6 +64,7 @@ from pydantic import ValidationError
 from schemas.envelope import utc
 from schemas.events import ClinicalOutcome, RiskAssessment
 from schemas.topics import CLINICAL_OUTCOMES, MODELS, RISK
+from services.embedded.offsets import end_offsets
 from services.embedded.topics import BrokerError, ensure_models_topic, ensure_topics
 from services.training import FileModelStore, Trainer, snapshot_summary
 from streams.models.snapshot import ModelSnapshot
@@ -372,7 +373,9 @@ class TrainerService:
             for p in sorted(self._consumer.partitions_for_topic(topic) or ())
         ]
         self._consumer.assign(assigned)
-        ends = self._consumer.end_offsets(assigned)
+        # Not ListOffsets: on Tansu its end falls short of the last batch, and a
+        # position saved after reading that batch would look lost (services.embedded.offsets).
+        ends = end_offsets(self._consumer, assigned)
         for tp in assigned:
             saved = positions.get((tp.topic, tp.partition))
             if saved is None:

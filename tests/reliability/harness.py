@@ -36,6 +36,7 @@ import psycopg
 from schemas.events import Alert
 from schemas.topics import ALL_TOPICS, INPUT_TOPICS
 from services.embedded import spawn_child, stop_child
+from services.embedded.offsets import end_offsets
 from services.producer import KafkaEventSink, topic_of
 from services.replay.engine import run_core
 from services.simulator import simulate_cohort
@@ -324,7 +325,7 @@ class BrokerProbe:
                 for topic in topics
                 for p in consumer.partitions_for_topic(topic) or ()
             ]
-            ends = consumer.end_offsets(partitions)
+            ends = end_offsets(consumer, partitions)  # not ListOffsets: short on Tansu
             committed = admin.list_group_offsets(group).get(group, {})
         except KafkaError:
             return None
@@ -348,9 +349,9 @@ class BrokerProbe:
                 for topic in topics
                 for p in consumer.partitions_for_topic(topic) or ()
             ]
+            ends = end_offsets(consumer, partitions)  # not ListOffsets: short on Tansu
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
-            ends = consumer.end_offsets(partitions)
             found: list[tuple[str, bytes | None, bytes]] = []
             deadline = time.monotonic() + 60
             while any(consumer.position(tp) < end for tp, end in ends.items()):
@@ -378,9 +379,10 @@ class StateWrites:
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         partitions = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic)]
         self.consumer.assign(partitions)
-        self.consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            self.consumer.position(tp)
+        # From the true ends: seeking to Tansu's listed ends would count the rest of
+        # the last batch of writes as new (services.embedded.offsets).
+        for tp, end in end_offsets(self.consumer, partitions).items():
+            self.consumer.seek(tp, end)
         self.count = 0
 
     def wait_for(self, expected: int, timeout: float = SETTLE_TIMEOUT) -> None:
