@@ -481,7 +481,7 @@ def simulate(patients: int, days: int, seed: int, samples_per_hour: int, out: Pa
             "PSYMON_KAFKA_BOOTSTRAP is not set; give --out FILE, or a broker address"
         )
     cohort = simulate_cohort(
-        patients, days, seed, _SIMULATION_START, samples_per_hour=samples_per_hour
+        patients, days, seed, _simulation_start(days), samples_per_hour=samples_per_hour
     )
     sent = 0
     with (
@@ -611,7 +611,7 @@ def _stream_cohort(bootstrap: str, cohort: tuple[int, int, int, int, float], sto
 
     patients, days, seed, samples_per_hour, speedup = cohort
     simulated = simulate_cohort(
-        patients, days, seed, _SIMULATION_START, samples_per_hour=samples_per_hour
+        patients, days, seed, _simulation_start(days), samples_per_hour=samples_per_hour
     )
     click.echo(
         f"psymon  simulator: {len(simulated):,} events for {patients} patients over {days} days"
@@ -1093,6 +1093,32 @@ def tokens_add(name: str, role: str) -> None:
 
 
 _SIMULATION_START = datetime(2026, 1, 5, tzinfo=UTC)
+#: Days after the last simulated day that the simulator's outcomes may still arrive
+#: (detection up to 10 days + report up to 50; admission 14 + stay 35 + letter 7).
+_LATEST_ARRIVAL_DAYS = 62
+
+
+def _simulation_start(days: int, now: datetime | None = None) -> datetime:
+    """The first day of a cohort sent to the broker: the fixed Monday, or earlier if needed.
+
+    Every receiver refuses a ``received_at`` more than a day after its own clock
+    (:func:`schemas.dispatch.decode`), so a simulated history must have arrived
+    entirely by now. The fixed start keeps the same arguments giving the same
+    events; only a cohort too long to end before today starts on an earlier
+    Monday (``--out`` files keep the fixed start: no receiver judges them yet).
+
+    >>> _simulation_start(180, now=datetime(2026, 11, 29, tzinfo=UTC)).date()
+    datetime.date(2026, 1, 5)
+    >>> _simulation_start(365, now=datetime(2026, 11, 29, tzinfo=UTC)).date()
+    datetime.date(2025, 9, 22)
+    """
+    from datetime import timedelta
+
+    latest = (now or datetime.now(UTC)) - timedelta(days=days + _LATEST_ARRIVAL_DAYS)
+    if latest >= _SIMULATION_START:
+        return _SIMULATION_START
+    monday = latest - timedelta(days=latest.weekday())
+    return monday.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _print_verdict(verdict: Verdict) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from schemas.topics import ALL_TOPICS
-from services.embedded.topics import BrokerError, ensure_topics
+from services.embedded.topics import BrokerError, ensure_topics, is_embedded_broker
 from services.embedded.watch import ChangelogWatch, RecoveryStall
 
 if TYPE_CHECKING:
@@ -89,14 +89,22 @@ def run_worker(
 
     use_uvloop()
 
+    # Topic repairs (delete and re-create) only on the embedded memory broker:
+    # elsewhere a slow fetch is not a lost broker, and the changelog holds every state.
+    embedded = is_embedded_broker(bootstrap)
     ensure_topics(
         bootstrap,
         partitions,
         (*ALL_TOPICS, *changelog_topics(app_id)),
         compacted=changelog_topics(app_id),
-        check_readable=changelog_topics(app_id),  # records a lost broker left unreadable
+        # records a restarted memory broker left unreadable
+        check_readable=changelog_topics(app_id) if embedded else (),
     )
-    watch = ChangelogWatch(bootstrap, partitions, changelog_topics(app_id)).start()
+    watch = (
+        ChangelogWatch(bootstrap, partitions, changelog_topics(app_id)).start()
+        if embedded
+        else None
+    )
     rebuilder = None
     if database_url is not None:
         from services.rebuild import StateRebuilder
@@ -112,7 +120,7 @@ def run_worker(
         config=config if live_models is None else live_models(),
         rebuild=rebuilder.rebuild if rebuilder is not None else None,
         config_source=live_models,
-        changelog_lost=watch.lost,
+        changelog_lost=watch.lost if watch is not None else None,
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     stall = RecoveryStall(_stop_for_a_restart)
@@ -128,7 +136,8 @@ def run_worker(
             return BROKER_STATE_LOST
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     finally:
-        watch.stop()
+        if watch is not None:
+            watch.stop()
         logging.getLogger("faust").removeHandler(stall)
         if rebuilder is not None:
             rebuilder.close()

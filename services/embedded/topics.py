@@ -174,6 +174,36 @@ def _first_records_arrive(consumer: Any, partitions: list[Any], timeout: float) 
     return not waiting
 
 
+#: The cluster id Tansu reports unless it is configured with another one.
+TANSU_DEFAULT_CLUSTER = "tansu_cluster"
+_LOOPBACK = ("127.", "localhost", "::1")
+
+
+def is_embedded_broker(bootstrap: str, timeout: float = 30.0) -> bool:
+    """Whether ``bootstrap`` is psymon's embedded broker: Tansu's default cluster, on loopback.
+
+    Repairs that delete and re-create a topic (:func:`ensure_topics`'
+    ``check_readable``, :class:`services.embedded.watch.ChangelogWatch`) answer
+    a fault of Tansu's memory storage; on any other broker a slow first fetch
+    (a leader election, a throttled broker) would look the same, and deleting
+    the changelog there would throw away every patient's state. So they run
+    only where every broker is on a loopback address and the cluster is
+    Tansu's unconfigured default, which is what :class:`~services.embedded.EmbeddedBroker`
+    starts. A shared Tansu deployment gets its own cluster id and is left alone.
+    """
+    admin = _admin(bootstrap, timeout)
+    try:
+        cluster = admin.describe_cluster()
+    finally:
+        admin.close()
+    brokers = cluster.get("brokers") or []
+    return (
+        cluster.get("cluster_id") == TANSU_DEFAULT_CLUSTER
+        and bool(brokers)
+        and all(str(b.get("host", "")).startswith(_LOOPBACK) for b in brokers)
+    )
+
+
 def ensure_models_topic(
     bootstrap: str, topic: str = MODELS, *, replication: int = 1, timeout: float = 30.0
 ) -> None:
