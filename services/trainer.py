@@ -309,6 +309,16 @@ class TrainerService:
         checkpoint = load_checkpoint(self.checkpoint_path)
         positions: dict[Source, int] = {}
         if checkpoint is not None:
+            newest = self._newest_published()
+            if newest is not None and newest.version > checkpoint.trainer.latest.version:
+                # Another trainer published after this checkpoint was saved: going on
+                # from it would publish a second, different version of the same number.
+                raise BrokerError(
+                    f"version {newest.version} of {newest.name} was published after this "
+                    f"trainer's checkpoint (version {checkpoint.trainer.latest.version}): "
+                    f"another trainer ran for this deployment; remove {self.checkpoint_path} "
+                    "to rebuild from the history on the broker, numbering after it"
+                )
             self.trainer, self.buffer = checkpoint.trainer, checkpoint.buffer
             self.seen, self.skipped, positions = (
                 checkpoint.seen,
@@ -332,17 +342,25 @@ class TrainerService:
     def _connect_store(self, url: str) -> None:
         import psycopg
 
-        self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        table = self._db.execute("SELECT to_regclass('model_versions')").fetchone()
-        if not (table and table[0]):
-            raise ValueError(
-                "the store has no model_versions table (migration 0008); run `psymon db migrate`"
-            )
-        row = self._db.execute(
-            "SELECT pg_try_advisory_lock(%s)", (int.from_bytes(b"trainer", "big"),)
-        ).fetchone()
-        if not (row and row[0]):
-            raise BrokerError("another trainer is running against this store; run only one")
+        db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        try:
+            table = db.execute("SELECT to_regclass('model_versions')").fetchone()
+            if not (table and table[0]):
+                raise ValueError(
+                    "the store has no model_versions table (migration 0008); "
+                    "run `psymon db migrate`"
+                )
+            row = db.execute(
+                "SELECT pg_try_advisory_lock(%s)", (int.from_bytes(b"trainer", "big"),)
+            ).fetchone()
+            if not (row and row[0]):
+                raise BrokerError("another trainer is running against this store; run only one")
+        except BaseException:
+            db.close()
+            raise
+        # Only a connection that holds the lock archives (a failed reconnect keeps the
+        # old, closed one, so the next attempt reconnects again instead of skipping).
+        self._db = db
 
     def _newest_published(self) -> ModelSnapshot | None:
         from services.model_versions import newest_archived
@@ -489,10 +507,28 @@ class TrainerService:
             snapshot = self.outbox.pending[0]
             self.files.publish(snapshot)
             if self._db is not None:
-                archive_version(self._db, snapshot)
+                self._archive(snapshot, archive_version)
             self._topic.publish(snapshot)
             self.outbox.pending.pop(0)
             log.info("published %s", snapshot_summary(snapshot))
+
+    def _archive(self, snapshot: ModelSnapshot, archive: Any) -> None:
+        """Archive ``snapshot``; after a lost connection (a restarted store), reconnect once.
+
+        Reconnecting takes the advisory lock again: if another trainer took it
+        meanwhile, this one stops (:class:`BrokerError`) rather than fork versions.
+        """
+        import psycopg
+
+        try:
+            archive(self._db, snapshot)
+        except psycopg.OperationalError:
+            log.warning("lost the connection to the store; reconnecting")
+            with contextlib.suppress(Exception):
+                self._db.close()
+            assert self.database_url is not None
+            self._connect_store(self.database_url)
+            archive(self._db, snapshot)
 
     def run(self, stop: threading.Event) -> None:
         """:meth:`step` until ``stop`` is set, then checkpoint and close."""
