@@ -195,7 +195,20 @@ class StateRebuilder:
                 conn = self._connected()
                 try:
                     config_for = self._versions(conn)
-                    state, applied = _rebuild(conn, patient_id, self.config, before, config_for)
+                    try:
+                        state, applied = _rebuild(conn, patient_id, self.config, before, config_for)
+                    except ValueError as error:
+                        if config_for is None:
+                            raise
+                        # A version live used is missing from the archive: the state
+                        # cannot be exactly the live one. Better the configuration's
+                        # model than no worker at all (restore_state retries, then stops).
+                        log.error(
+                            "rebuilding a patient with the configured models instead of "
+                            "the versions live used: %s",
+                            error,
+                        )
+                        state, applied = _rebuild(conn, patient_id, self.config, before, None)
                     break
                 except psycopg.OperationalError:
                     self.close()
