@@ -61,32 +61,13 @@ SPLIT = START + timedelta(days=38)
 class ModelWorker(WorkerProcess):
     """``python -m services.worker --models-topic ...``: a worker that follows the versions."""
 
+    def environment(self) -> dict[str, str]:
+        """Without the caller's ``PSYMON_`` settings (no rebuild from another store)."""
+        return {**_env(), "PYTHONUNBUFFERED": "1"}
+
     def start(self) -> ModelWorker:
-        self.readies_before_start = self.log().count("[^Worker]: Ready")
-        with self.log_path.open("ab") as log:
-            self.process = spawn_child(
-                [
-                    sys.executable,
-                    "-m",
-                    "services.worker",
-                    "--bootstrap",
-                    self.bootstrap,
-                    "--partitions",
-                    str(self.partitions),
-                    "--app-id",
-                    self.app_id,
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--loglevel",
-                    "info",
-                    "--models-topic",
-                    MODELS_TOPIC,
-                ],
-                env={**_env(), "PYTHONUNBUFFERED": "1"},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.pids.append(self.process.pid)
+        self.extra_args = ("--models-topic", MODELS_TOPIC)
+        super().start()
         return self
 
 

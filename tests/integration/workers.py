@@ -74,6 +74,12 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     pids: list[int] = field(default_factory=list)
     readies_before_start: int = 0
+    #: More options for ``python -m services.worker`` (e.g. ``--models-topic``).
+    extra_args: tuple[str, ...] = ()
+
+    def environment(self) -> dict[str, str]:
+        """The worker's environment: this process's, unbuffered."""
+        return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def start(self) -> WorkerProcess:
         self.readies_before_start = self.log().count(READY)
@@ -94,8 +100,9 @@ class WorkerProcess:
                     str(self.data_dir),
                     "--loglevel",
                     "info",
+                    *self.extra_args,
                 ],
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=self.environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
