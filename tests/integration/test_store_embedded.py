@@ -113,7 +113,18 @@ def serve_in_child(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
 def test_ctrl_c_stops_the_server_cleanly(pg_data_dir: Path) -> None:
     child, server_pid = serve_in_child(pg_data_dir)
     child.send_signal(signal.SIGINT)
-    child.wait(timeout=30)
+    try:
+        # Beyond EmbeddedPostgres.stop's own 30 s (fast shutdown, then SIGKILL), so that
+        # a slow shutdown shows in the log assertion below, not as a race with it.
+        child.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        _, errors = child.communicate()
+        log = (pg_data_dir / "postgres.log").read_text(errors="replace")
+        pytest.fail(
+            f"the child did not stop within 60 s of SIGINT; its stderr:\n{errors[-2000:]}\n"
+            f"the server log:\n{log[-2000:]}"
+        )
     assert wait_gone(server_pid), "PostgreSQL outlived a Ctrl-C of its parent"
     log = (pg_data_dir / "postgres.log").read_text()
     assert "database system is shut down" in log
