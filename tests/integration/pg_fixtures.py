@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -41,7 +42,7 @@ from schemas.examples import EXAMPLE_KEY
 from schemas.identity import event_id_for, pseudonymise
 from schemas.topics import topic_for_kind
 from services.embedded.postgres import EmbeddedPostgres
-from services.sink import SinkRecord
+from services.sink import Sink, SinkRecord
 from services.store.migrate import migrate
 from services.store.tables import Storable, stored_events, table_for
 
@@ -101,6 +102,34 @@ def drop_database(server: EmbeddedPostgres, name: str) -> None:
     with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
         drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         conn.execute(drop.format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def loaded_store(server: EmbeddedPostgres, events: Sequence[Any], prefix: str) -> Iterator[str]:
+    """URL of a new migrated database holding ``events`` as the sink stores them; dropped after."""
+    name = create_database(server, prefix=prefix)
+    try:
+        url = server.url_for(name)
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn)
+        with Sink(url) as sink:
+            sink.load_events(events)
+        yield url
+    finally:
+        drop_database(server, name)
+
+
+def arrival_order(events: Sequence[Any]) -> list[Any]:
+    """Each event once (the first copy, as the store keeps it), per patient by arrival.
+
+    The order in which the store gives a patient's history back to a replay or a rebuild.
+    """
+    first: dict[Any, Any] = {}
+    for event in events:
+        first.setdefault(event.event_id, event)
+    return sorted(
+        first.values(), key=lambda e: (e.patient_id, e.received_at, e.observed_at, e.event_id)
+    )
 
 
 @pytest.fixture

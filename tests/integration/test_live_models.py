@@ -30,7 +30,6 @@ import pytest
 
 from schemas.topics import ALL_TOPICS
 from services.embedded import EmbeddedBroker, spawn_child, stop_child
-from services.embedded.offsets import end_offsets
 from services.live_models import TopicModelStore
 from services.model_versions import archived_versions
 from services.replay import replay_outputs
@@ -44,7 +43,7 @@ from tests.integration.test_replay_equals_live import (
     stored_outputs,
     wait_until,
 )
-from tests.integration.workers import PARTITIONS, WorkerProcess, process_alive
+from tests.integration.workers import PARTITIONS, WorkerProcess, process_alive, uncommitted
 
 pytest_plugins = ("tests.integration.pg_fixtures",)
 pytestmark = pytest.mark.integration
@@ -149,25 +148,7 @@ def published(bootstrap: str) -> list[Any]:
 
 def sink_caught_up(bootstrap: str, group: str) -> bool:
     """Whether the sink has committed every record of psymon's topics (so stored them all)."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in ALL_TOPICS
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
-        ends = end_offsets(consumer, partitions)  # Tansu lists ends short of a batch
-        committed = admin.list_group_offsets(group).get(group, {})
-        return all(
-            end == 0 or (tp in committed and committed[tp].offset >= end)
-            for tp, end in ends.items()
-        )
-    finally:
-        consumer.close()
-        admin.close()
+    return not uncommitted(bootstrap, group, ALL_TOPICS)
 
 
 def test_workers_score_with_the_trainers_versions_and_replay_reproduces_them(

@@ -52,12 +52,11 @@ from services.replay import replay_outputs
 from services.replay.engine import run_core
 from services.simulator import simulate_cohort
 from services.sink import Sink
-from services.store.migrate import migrate
 from services.study.subgroup_models import fit_from_store
 from services.training import initial_version
 from streams import CoreConfig, PatientState
 from streams.models.snapshot import ModelSnapshot, ModelTimeline
-from tests.integration.pg_fixtures import create_database, drop_database
+from tests.integration.pg_fixtures import arrival_order, loaded_store
 
 pytest_plugins = ("tests.integration.pg_fixtures",)
 pytestmark = pytest.mark.integration
@@ -65,16 +64,6 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 1, 5, tzinfo=UTC)
 DAYS = 100
 WHO = "it-live-subgroups"
-
-
-def arrival_order(events: list[Any]) -> list[Any]:
-    """Each event once, per patient by arrival (the order the store replays)."""
-    first: dict[Any, Any] = {}
-    for event in events:
-        first.setdefault(event.event_id, event)
-    return sorted(
-        first.values(), key=lambda e: (e.patient_id, e.received_at, e.observed_at, e.event_id)
-    )
 
 
 def risk_version(version: int, day: int, bias: float) -> ModelSnapshot:
@@ -101,12 +90,13 @@ def deployment(
     events = arrival_order(
         list(simulate_cohort(12, DAYS, seed=7, start=START, samples_per_hour=1).events())
     )
-    name = create_database(embedded_pg, prefix="livesub")
-    url = embedded_pg.url_for(name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn)
-    with Sink(url) as sink:
-        sink.load_events(events)
+    with loaded_store(embedded_pg, events, "livesub") as url:
+        yield from _deployment(url, events, tmp_path_factory)
+
+
+def _deployment(
+    url: str, events: list[Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
     models_dir = tmp_path_factory.mktemp("models")
     for day in (35, 70):
         fit_from_store(url, models_dir, until=START + timedelta(days=day), k=2, seed=1, who=WHO)
@@ -134,7 +124,6 @@ def deployment(
     with Sink(url) as sink:
         sink.load_events([o for _, outputs in live for o in outputs])
     yield Deployment(url, models_dir, events, live, states, config_for)
-    drop_database(embedded_pg, name)
 
 
 def of_kind(outputs: Any, kind: type[BaseModel]) -> list[str]:

@@ -17,7 +17,6 @@ import pytest
 from schemas.events import ClinicalScore
 from schemas.topics import ALERTS, CLINICAL_SCORES, COURSE, DEAD_LETTER, INPUT_TOPICS
 from services.embedded import EmbeddedBroker
-from services.embedded.offsets import end_offsets
 from tests.integration.workers import (
     WorkerProcess,
     caused_by,
@@ -26,6 +25,7 @@ from tests.integration.workers import (
     process_alive,
     produce,
     read_until,
+    uncommitted,
 )
 
 pytestmark = pytest.mark.integration
@@ -171,24 +171,4 @@ def _ids(records: list[dict[str, Any]], cause: uuid.UUID) -> list[str]:
 
 def _uncommitted(bootstrap: str, group: str) -> dict[str, int]:
     """Records of the input topics that ``group`` has not committed, by partition."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in INPUT_TOPICS
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
-        ends = end_offsets(consumer, partitions)  # Tansu lists ends short of a batch
-        committed = admin.list_group_offsets(group)[group]
-    finally:
-        consumer.close()
-        admin.close()
-    lag = {}
-    for tp, end in ends.items():
-        done = committed[tp].offset if tp in committed else 0
-        if end > done:
-            lag[f"{tp.topic}[{tp.partition}]"] = end - done
-    return lag
+    return uncommitted(bootstrap, group, INPUT_TOPICS)

@@ -21,24 +21,12 @@ from services.embedded.postgres import EmbeddedPostgres
 from services.rebuild import StateRebuilder, rebuild_state
 from services.replay.engine import final_states, run_core
 from services.simulator import simulate_cohort
-from services.sink import Sink
-from services.store.migrate import migrate
 from streams import CoreConfig, PatientState
-from tests.integration.pg_fixtures import create_database, drop_database
+from tests.integration.pg_fixtures import arrival_order, loaded_store
 from tests.integration.workers import new_patient
 
 pytest_plugins = ("tests.integration.pg_fixtures",)
 pytestmark = pytest.mark.integration
-
-
-def arrival_order(events: list[Any]) -> list[Any]:
-    """Each event once (the first copy, as the store keeps it), per patient by arrival."""
-    first: dict[Any, Any] = {}
-    for event in events:
-        first.setdefault(event.event_id, event)
-    return sorted(
-        first.values(), key=lambda e: (e.patient_id, e.received_at, e.observed_at, e.event_id)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +37,8 @@ def cohort() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def loaded(embedded_pg: EmbeddedPostgres, cohort: list[Any]) -> Iterator[str]:
-    name = create_database(embedded_pg, prefix="rebuild")
-    url = embedded_pg.url_for(name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn)
-    with Sink(url) as sink:
-        sink.load_events(cohort)
-    yield url
-    drop_database(embedded_pg, name)
+    with loaded_store(embedded_pg, cohort, "rebuild") as url:
+        yield url
 
 
 def test_the_rebuilt_state_is_the_live_state(loaded: str, cohort: list[Any]) -> None:

@@ -26,10 +26,8 @@ from services.replay import AuditUnavailable, replay, replay_outputs
 from services.replay.engine import run_core
 from services.replay.parquet import read_rows, stream_of
 from services.simulator import simulate_cohort
-from services.sink import Sink
-from services.store.migrate import migrate
 from services.store.migrations import MIGRATIONS, v0005_audit
-from tests.integration.pg_fixtures import create_database, drop_database
+from tests.integration.pg_fixtures import arrival_order, loaded_store
 from tests.integration.workers import read_until
 
 pytest_plugins = ("tests.integration.pg_fixtures",)
@@ -47,16 +45,6 @@ def with_audit_log(url: str) -> str:
     return url
 
 
-def arrival_order(events: list[Any]) -> list[Any]:
-    """Each event once (the first copy, as the store keeps it), per patient by arrival."""
-    first: dict[Any, Any] = {}
-    for event in events:
-        first.setdefault(event.event_id, event)
-    return sorted(
-        first.values(), key=lambda e: (e.patient_id, e.received_at, e.observed_at, e.event_id)
-    )
-
-
 @pytest.fixture(scope="module")
 def cohort() -> list[Any]:
     return list(simulate_cohort(4, 30, seed=5, start=START, samples_per_hour=2).events())
@@ -65,15 +53,9 @@ def cohort() -> list[Any]:
 @pytest.fixture(scope="module")
 def loaded(embedded_pg: EmbeddedPostgres, cohort: list[Any]) -> Iterator[str]:
     """A migrated store holding the cohort's events (no outputs: replay makes them)."""
-    name = create_database(embedded_pg, prefix="replay")
-    url = embedded_pg.url_for(name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn)
-    with_audit_log(url)
-    with Sink(url) as sink:
-        sink.load_events(cohort)
-    yield url
-    drop_database(embedded_pg, name)
+    with loaded_store(embedded_pg, cohort, "replay") as url:
+        with_audit_log(url)
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -42,14 +42,12 @@ from services.rebuild import rebuild_state
 from services.replay import replay_outputs
 from services.replay.engine import run_core
 from services.simulator import SimulationConfig, simulate_cohort
-from services.sink import Sink
-from services.store.migrate import migrate
 from services.store.writer import StoreWriter
 from services.study import run_study
 from services.study.subgroup_models import LatestSubgroups, SubgroupModelStore, fit_from_store
 from streams import CoreConfig, PatientState
 from streams.stratification.snapshot import SubgroupSnapshot
-from tests.integration.pg_fixtures import create_database, drop_database
+from tests.integration.pg_fixtures import arrival_order, loaded_store
 
 pytest_plugins = ("tests.integration.pg_fixtures",)
 pytestmark = pytest.mark.integration
@@ -57,16 +55,6 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 1, 5, tzinfo=UTC)
 KINDS = {"clinical_score", "lab_result", "clinical_outcome"}
 HOSTILE = "<script>alert('x')</script> & <b>bold</b>"
-
-
-def arrival_order(events: list[Any]) -> list[Any]:
-    """Each event once, per patient by arrival (the order the store replays)."""
-    first: dict[Any, Any] = {}
-    for event in events:
-        first.setdefault(event.event_id, event)
-    return sorted(
-        first.values(), key=lambda e: (e.patient_id, e.received_at, e.observed_at, e.event_id)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +67,8 @@ def cohort() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def loaded(embedded_pg: EmbeddedPostgres, cohort: list[Any]) -> Iterator[str]:
-    name = create_database(embedded_pg, prefix="subgroups")
-    url = embedded_pg.url_for(name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn)
-    with Sink(url) as sink:
-        sink.load_events(cohort)
-    yield url
-    drop_database(embedded_pg, name)
+    with loaded_store(embedded_pg, cohort, "subgroups") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from schemas.examples import EXAMPLE_KEY
 from schemas.identity import pseudonymise
 from services.embedded import spawn_child, stop_child
+from services.embedded.offsets import end_offsets
 
 #: Partitions per topic in the integration tests: more than one, so that
 #: per-partition state and ordering are really exercised.
@@ -202,3 +203,28 @@ def outputs_of(
         read_until(bootstrap, topic, lambda r: bool(caused_by(r, event_id)), timeout=timeout),
         event_id,
     )
+
+
+def uncommitted(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
+    """Records of ``topics`` that consumer ``group`` has not committed, by ``topic[partition]``."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        ends = end_offsets(consumer, partitions)  # Tansu lists ends short of a batch
+        committed = admin.list_group_offsets(group).get(group, {})
+    finally:
+        consumer.close()
+        admin.close()
+    lag = {}
+    for tp, end in ends.items():
+        done = committed[tp].offset if tp in committed else 0
+        if end > done:
+            lag[f"{tp.topic}[{tp.partition}]"] = end - done
+    return lag
