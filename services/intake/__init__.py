@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from schemas.dispatch import InputEvent, dead_letter, decode_document, loads, with_raw_text
-from schemas.envelope import MAX_CLOCK_SKEW, Source, utc
+from schemas.envelope import Source
 from schemas.events import DeadLetter
 from schemas.identity import PSEUDONYM_PATTERN
 from services.intake.csv_mapping import RowError, row_to_document
@@ -126,16 +126,7 @@ def _judge(
     outcome = decode_document(
         document, raw=raw, topic=EDGE_TOPIC, received_at=received_at, source=source
     )
-    if (
-        not isinstance(outcome, DeadLetter)
-        and utc(outcome.received_at) - utc(received_at) > MAX_CLOCK_SKEW
-    ):
-        reason = (
-            f"field 'received_at': {outcome.received_at.isoformat()} is after this edge's clock "
-            f"({received_at.isoformat()}) by more than {MAX_CLOCK_SKEW}; accepted: the time the "
-            "record was received, or leave it out and the edge stamps it"
-        )
-        outcome = dead_letter(raw, EDGE_TOPIC, received_at, reason, source=source)
+    # decode_document refuses a received_at ahead of this edge's clock (received_at).
     if isinstance(outcome, DeadLetter):
         if redacted is not None:
             outcome = with_raw_text(outcome, redacted)  # cut as dead_letter cuts
