@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.envelope import MAX_CLOCK_SKEW, Source, utc
+from schemas.envelope import MAX_CLOCK_SKEW, Source, utc, utc_difference
 from schemas.events import (
     RAW_KINDS,
     AnyEvent,
@@ -82,7 +82,7 @@ def _not_ahead(
     receiver's clock (the edge's, or the broker's timestamp for the worker and
     the sink) bounds it, with :data:`~schemas.envelope.MAX_CLOCK_SKEW` of slack.
     """
-    if utc(event.received_at) - utc(received_at) <= MAX_CLOCK_SKEW:
+    if utc_difference(event.received_at, received_at) <= MAX_CLOCK_SKEW:
         return event
     reason = (
         f"field 'received_at': {event.received_at.isoformat()} is after the receiver's clock "
