@@ -70,6 +70,8 @@ def _convertible_to_utc(moment: datetime) -> datetime:
     falls before the year 1: Python cannot convert it, and every comparison
     psymon makes is in UTC (:func:`utc`).
     """
+    if 1 < moment.year < 9999:
+        return moment  # an offset is under a day: only the first and the last year can overflow
     try:
         moment.astimezone(UTC)
     except OverflowError:

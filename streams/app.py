@@ -156,7 +156,7 @@ def encode_state(state: PatientState) -> bytes:
     JSON rather than pickle: whoever can write to a changelog topic must not be
     able to run code in the worker.
     """
-    return state.model_dump_json().encode()
+    return state.json_bytes()
 
 
 def decode_state(data: bytes) -> PatientState:
@@ -275,7 +275,8 @@ def _outgoing(output: Any) -> Outgoing:
     topic = DEAD_LETTER if isinstance(output, DeadLetter) else topic_for_kind(output.kind)
     patient = getattr(output, "patient_id", None)
     key = str(patient if patient is not None else output.event_id).encode()
-    return topic, key, output.model_dump_json().encode()
+    # model_dump_json's bytes, without its round trip through str
+    return topic, key, output.__pydantic_serializer__.to_json(output)
 
 
 def _record(event: EventT[Any]) -> Record:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 
 from streams.state import PatientState
 
@@ -60,11 +61,20 @@ def encode(state: PatientState, applied: Applied) -> bytes:
     >>> PatientState.model_validate_json(value).patient_id  # read as a state, it is one
     'p-1'
     """
-    body = state.model_dump_json().encode()
+    body = state.json_bytes()
     if not applied:
         return body
-    member = json.dumps({t: list(last) for t, last in applied.items()}, separators=(",", ":"))
-    return _PREFIX + member.encode() + b"," + body[1:]
+    member = ",".join(
+        f"{_topic_key(topic)}[{partition},{offset},{timestamp}]"
+        for topic, (partition, offset, timestamp) in applied.items()
+    )
+    return _PREFIX + b"{" + member.encode() + b"}," + body[1:]
+
+
+@lru_cache(maxsize=64)
+def _topic_key(topic: str) -> str:
+    """``"topic":`` as ``json.dumps`` writes it (a worker reads a handful of topics)."""
+    return json.dumps(topic) + ":"
 
 
 def decode(value: bytes) -> tuple[dict[str, tuple[int, int, int]], bytes]:

@@ -66,6 +66,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from schemas.instruments import get_instrument
 from streams.stratification.config import StratificationConfig
@@ -394,16 +395,33 @@ def subscale_shares(instrument: str, items: Mapping[str, int]) -> dict[str, floa
     >>> subscale_shares("phq9", items)
     {'somatic': 1.0, 'cognitive_affective': 0.0}
     """
-    inst = get_instrument(instrument)
-    if not inst.subscale_items:
-        return {}
-    ranges = {item.key: (item.low, item.high) for item in inst.items}
-    if any(key not in items for _, keys in inst.subscale_items for key in keys):
+    needed, subscales = _subscale_ranges(instrument)
+    if not needed <= items.keys():
         return {}
     shares: dict[str, float] = {}
-    for name, keys in inst.subscale_items:
-        low = sum(ranges[k][0] for k in keys)
-        high = sum(ranges[k][1] for k in keys)
-        total = sum(items[k] for k in keys)
+    for name, keys, low, high in subscales:
+        total = sum(map(items.__getitem__, keys))
         shares[name] = (total - low) / (high - low) if high > low else 0.0
     return shares
+
+
+@lru_cache(maxsize=64)
+def _subscale_ranges(
+    instrument: str,
+) -> tuple[frozenset[str], tuple[tuple[str, tuple[str, ...], int, int], ...]]:
+    """The items ``instrument``'s subscales need, and each subscale with its lowest and highest sum.
+
+    The catalogue is fixed, and every rating of the instrument needs the same sums.
+    """
+    inst = get_instrument(instrument)
+    ranges = {item.key: (item.low, item.high) for item in inst.items}
+    subscales = tuple(
+        (
+            name,
+            tuple(keys),
+            sum(ranges[k][0] for k in keys),
+            sum(ranges[k][1] for k in keys),
+        )
+        for name, keys in inst.subscale_items
+    )
+    return frozenset(k for _, keys, _, _ in subscales for k in keys), subscales
