@@ -192,8 +192,8 @@ class StateRebuilder:
         started = time.monotonic()
         with self._lock:
             for attempt in (1, 2):
-                conn = self._connected()
                 try:
+                    conn = self._connected()
                     config_for = self._versions(conn)
                     try:
                         state, applied = _rebuild(conn, patient_id, self.config, before, config_for)
@@ -202,7 +202,7 @@ class StateRebuilder:
                             raise
                         # A version live used is missing from the archive: the state
                         # cannot be exactly the live one. Better the configuration's
-                        # model than no worker at all (restore_state retries, then stops).
+                        # model than no worker at all.
                         log.error(
                             "rebuilding a patient with the configured models instead of "
                             "the versions live used: %s",
@@ -210,10 +210,13 @@ class StateRebuilder:
                         )
                         state, applied = _rebuild(conn, patient_id, self.config, before, None)
                     break
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as error:
                     self.close()
                     if attempt == 2:
-                        raise
+                        # The worker waits for the store on this error only (streams.app.Rebuild).
+                        raise ConnectionError(
+                            f"the store did not answer a state rebuild ({type(error).__name__})"
+                        ) from error
         if applied == 0:
             return None
         took = time.monotonic() - started

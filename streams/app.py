@@ -95,6 +95,8 @@ END_PROBE_TIMEOUT = 10.0
 
 #: Rebuilds a patient's state from the store (services.rebuild.StateRebuilder.rebuild):
 #: (pseudonym, event about to be applied) -> the state before that event, or None.
+#: It raises ConnectionError when the store cannot be reached (the worker waits and
+#: tries again); any other error is not waited out.
 Rebuild = Callable[[str, InputEvent], PatientState | None]
 
 #: The core configuration to apply to the next batch (e.g. with the newest model
@@ -126,11 +128,11 @@ async def restore_state(
         try:
             state = await loop.run_in_executor(None, rebuild, event.patient_id, event)
             break
-        except Exception:
+        except ConnectionError as error:
             logger.warning(
-                "cannot rebuild a patient state from the store; retrying in %s s",
+                "cannot reach the store to rebuild a patient state (%s); retrying in %s s",
+                error,
                 delay,
-                exc_info=True,
             )
             await asyncio.sleep(delay)
     else:
