@@ -18,6 +18,7 @@ import click
 
 from services.intake import Format, Verdict, read_verdicts
 from services.settings import Settings, SettingsError, load_settings
+from services.trainer_options import training_click_options, training_keywords
 
 if TYPE_CHECKING:
     from streams import CoreConfig
@@ -288,48 +289,14 @@ def worker(app_id: str, loglevel: str, models_topic: str, no_models: bool) -> No
     show_default=True,
     help="Where versions are published (compacted, one partition; created if missing).",
 )
-@click.option(
-    "--grace-minutes",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Event time a partition may trail the others before its records count as late.",
-)
-@click.option(
-    "--publish-every-days",
-    default=7.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Event time between two versions.",
-)
-@click.option(
-    "--min-positives",
-    default=20,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Positive days learnt before a trained version may be published.",
-)
-@click.option(
-    "--min-negatives",
-    default=500,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Negative days learnt before a trained version may be published.",
-)
+@training_click_options
 @click.option(
     "--loglevel",
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def trainer(
-    models_topic: str,
-    grace_minutes: float,
-    publish_every_days: float,
-    min_positives: int,
-    min_negatives: int,
-    loglevel: str,
-) -> None:
+def trainer(models_topic: str, loglevel: str, **training: float) -> None:
     """Learn the population relapse-risk model and publish numbered versions. Run one only.
 
     Reads every partition of psymon.risk.v1 (the workers' assessments list every model
@@ -341,12 +308,14 @@ def trainer(
     restart without renumbering. Reads PSYMON_KAFKA_BOOTSTRAP (required), PSYMON_PARTITIONS.
     Stops cleanly on Ctrl-C or SIGTERM.
     """
-    from datetime import timedelta
-
     from services.embedded import BrokerError
     from services.embedded.postgres import database_url
     from services.trainer import run_trainer, setup_logging
 
+    try:
+        keywords = training_keywords(training)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     setup_logging(loglevel)
     settings = _settings()
     bootstrap = _bootstrap(settings)
@@ -358,10 +327,7 @@ def trainer(
             data_dir=settings.data_dir,
             database_url=url,
             models_topic=models_topic,
-            grace=timedelta(minutes=grace_minutes),
-            publish_every=timedelta(days=publish_every_days),
-            min_positives=min_positives,
-            min_negatives=min_negatives,
+            **keywords,
         )
     except (BrokerError, ValueError) as error:
         raise click.ClickException(str(error)) from None
@@ -714,6 +680,12 @@ def _with_selection(command: Any) -> Any:
     "event the version live used (the store's model_versions), reproducing live risk "
     "assessments and relapse_risk alerts.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Most processes to replay in (patients are shared out; the outputs are the same); "
+    "default one per CPU. A small replay uses fewer; 1 replays in this process.",
+)
 def replay(
     patient: tuple[str, ...],
     patients_file: Path | None,
@@ -724,6 +696,7 @@ def replay(
     out_dir: Path | None,
     to_topic: str | None,
     models: str,
+    jobs: int | None,
 ) -> None:
     """Replay stored events through the same core, offline, with a chosen configuration.
 
@@ -766,6 +739,7 @@ def replay(
             progress=progress,
             who=_who(),
             models=cast("Any", models),
+            jobs=jobs,
         )
     except (ValueError, FileExistsError) as error:
         raise click.ClickException(str(error)) from None

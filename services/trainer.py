@@ -66,6 +66,12 @@ from schemas.events import ClinicalOutcome, RiskAssessment
 from schemas.topics import CLINICAL_OUTCOMES, MODELS, RISK
 from services.embedded.offsets import end_offsets
 from services.embedded.topics import BrokerError, ensure_models_topic, ensure_topics
+from services.trainer_options import (
+    DEFAULT_GRACE,
+    IDLE_SECONDS,
+    add_training_arguments,
+    training_keywords,
+)
 from services.training import FileModelStore, Trainer, snapshot_summary
 from streams.models.snapshot import ModelSnapshot
 from streams.ordering import micros
@@ -73,14 +79,7 @@ from streams.ordering import micros
 log = logging.getLogger("psymon.trainer")
 
 DEFAULT_GROUP = "psymon-trainer"
-#: Event time a partition's records may trail the others' before they count as late.
-DEFAULT_GRACE = timedelta(hours=1)
-#: A trained version needs this many labelled days of each kind (see the model card).
-DEFAULT_MIN_POSITIVES = 20
-DEFAULT_MIN_NEGATIVES = 500
 CHECKPOINT_SECONDS = 30.0
-#: A risk partition read to its end and quiet this long (wall clock) stops holding back.
-IDLE_SECONDS = 30.0
 CHECKPOINT_FORMAT = 1
 #: Event ids remembered to skip a re-delivered assessment or outcome.
 REMEMBERED_IDS = 200_000
@@ -600,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(".psymon"), help="local files")
     parser.add_argument("--models-topic", default=MODELS, help="where versions are published")
     parser.add_argument("--group-id", default=DEFAULT_GROUP, help="consumer group (offsets)")
-    add_training_options(parser)
+    add_training_arguments(parser)
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     options = parser.parse_args(argv)
     setup_logging(options.loglevel)
@@ -614,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             database_url=url,
             models_topic=options.models_topic,
             group_id=options.group_id,
-            **training_options(options),
+            **training_keywords(vars(options)),
         )
     except (BrokerError, ValueError) as error:
         print(f"psymon trainer: {error}", file=sys.stderr)
@@ -628,51 +627,6 @@ def setup_logging(level: str) -> None:
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """The trainer's learning options (shared by ``python -m`` and ``psymon trainer``)."""
-    parser.add_argument(
-        "--grace-minutes",
-        type=float,
-        default=DEFAULT_GRACE.total_seconds() / 60,
-        help="event time a partition may trail the others before its records are late",
-    )
-    parser.add_argument(
-        "--publish-every-days", type=float, default=7.0, help="event time between versions"
-    )
-    parser.add_argument(
-        "--label-grace-days",
-        type=int,
-        default=28,
-        help="days after the horizon a day waits for a late outcome",
-    )
-    parser.add_argument(
-        "--idle-seconds",
-        type=float,
-        default=IDLE_SECONDS,
-        help="seconds a risk partition read to its end may stay quiet before it stops holding "
-        "back the others",
-    )
-    parser.add_argument("--min-positives", type=int, default=DEFAULT_MIN_POSITIVES)
-    parser.add_argument("--min-negatives", type=int, default=DEFAULT_MIN_NEGATIVES)
-
-
-def training_options(options: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :class:`TrainerService` from :func:`add_training_options`."""
-    if options.grace_minutes < 0 or options.publish_every_days <= 0:
-        raise ValueError(
-            f"--grace-minutes ({options.grace_minutes}) must be >= 0 and "
-            f"--publish-every-days ({options.publish_every_days}) > 0"
-        )
-    return {
-        "grace": timedelta(minutes=options.grace_minutes),
-        "idle_seconds": options.idle_seconds,
-        "publish_every": timedelta(days=options.publish_every_days),
-        "grace_days": options.label_grace_days,
-        "min_positives": options.min_positives,
-        "min_negatives": options.min_negatives,
-    }
 
 
 if __name__ == "__main__":
