@@ -12,25 +12,38 @@ duplicates, late uploads):
   traffic would see it. The worker's rate is measured between the broker
   timestamps of its first and last changelog record of each such wave
   (startup, group join and the waits between waves are not counted).
-* **replay**: :func:`services.replay.replay_outputs` over the stored history:
-  read from PostgreSQL, decode, run the core, in one process.
+* **replay, one process**: :func:`services.replay.replay_outputs` over the
+  stored history (``jobs=1``): read from PostgreSQL, decode, run the core.
+* **replay, N processes**: the same with ``jobs=N`` (default: one per CPU),
+  patients shared out among N processes and the outputs merged in the
+  one-process order (:mod:`services.replay.shards`). Its CPU per event is
+  that of all the processes (this one and its children).
 * **core only**: the same events already in memory through the core, for
   reference.
 
-The replay's outputs are compared with the live outputs the sink stored
-(event ids and content): the ratio is only printed for identical outputs.
-Also printed: the time to rebuild one patient's state from the store
+Both replays run after the sink has stored the live outputs and stopped (a
+first, unmeasured replay tells when it has), so that they are measured in
+the same conditions and this process runs no other thread (the replay's
+processes are then forked, as under ``psymon replay``). Each is run three
+times, alternately, and the median rate is printed with the range: a run
+takes under a second, so a moment of other work on the machine moves one run
+a lot. Their outputs are compared with the live outputs the sink stored
+(event ids and content), and with each other (the same outputs in the same
+order): the ratios are only printed for identical outputs. Also printed: the
+time to rebuild one patient's state from the store
 (:class:`services.rebuild.StateRebuilder`).
 
-Run: ``python bench/replay_throughput.py [--patients 12] [--days 30] [--samples-per-hour 4]``
-(about a minute).
+Run: ``python bench/replay_throughput.py [--patients 12] [--days 30] [--samples-per-hour 4]
+[--jobs N]`` (about half a minute).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +51,7 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +67,7 @@ from services.producer import key_of, topic_of
 from services.rebuild import StateRebuilder
 from services.replay import replay_outputs
 from services.replay.engine import run_core
+from services.replay.shards import default_jobs, processes_for
 from services.simulator import simulate_cohort
 from services.sink import run_sink
 from services.store.migrate import migrate
@@ -61,6 +76,8 @@ from streams.app import changelog_topics
 
 _ANY: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 WAIT = 60.0
+#: Timed runs of each replay (the median is printed: one run is under a second).
+RUNS = 3
 READY = "[^Worker]: Ready"
 
 
@@ -157,6 +174,40 @@ def produce_in_waves(
     return applied, busy, cpu
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU time of this process's finished (waited-for) children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Replays:
+    """Timed runs of one kind of replay: their outputs, seconds and CPU seconds."""
+
+    jobs: int
+    outputs: list[Any] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def run(self, url: str) -> None:
+        """Replay once; keep the outputs (in order), the seconds and all its processes' CPU."""
+        cpu_before, started = time.process_time() + children_cpu_seconds(), time.perf_counter()
+        self.outputs = list(replay_outputs(url, who="bench", jobs=self.jobs))
+        self.seconds.append(time.perf_counter() - started)
+        self.cpu.append(time.process_time() + children_cpu_seconds() - cpu_before)
+
+    def rate(self, events: int) -> float:
+        """Events per second of the median run."""
+        return events / statistics.median(self.seconds)
+
+    def spread(self, events: int) -> str:
+        return f"{events / max(self.seconds):.0f}-{events / min(self.seconds):.0f}"
+
+    def cpu_ms(self, events: int) -> float:
+        """CPU milliseconds per event over all runs."""
+        return 1000 * sum(self.cpu) / (events * len(self.cpu))
+
+
 def stored(url: str, patients: list[str]) -> tuple[int, dict[str, dict[str, Any]]]:
     with psycopg.connect(url) as conn:
         inputs = conn.execute(
@@ -179,6 +230,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--samples-per-hour", type=int, default=4)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--jobs", type=int, default=default_jobs(), help="processes of the parallel replay"
+    )
     options = parser.parse_args()
     began = time.monotonic()
     cohort = simulate_cohort(
@@ -226,14 +280,9 @@ def main() -> None:
             while stored(url, patients)[0] < unique and time.monotonic() < deadline:
                 time.sleep(0.25)
 
-            cpu_before, started = time.process_time(), time.perf_counter()
-            replayed = {
-                str(o.event_id): o.model_dump(mode="json") for o in replay_outputs(url, who="bench")
-            }
-            replay_seconds = time.perf_counter() - started
-            replay_cpu = time.process_time() - cpu_before
+            expected = {str(o.event_id) for o in replay_outputs(url, who="bench", jobs=1)}
             deadline = time.monotonic() + WAIT
-            while not replayed.keys() <= stored(url, patients)[1].keys():
+            while not expected <= stored(url, patients)[1].keys():
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.25)
@@ -241,6 +290,13 @@ def main() -> None:
             stop.set()
             sink.join(timeout=30)
             live = stored(url, patients)[1]
+
+            threads = threading.active_count()
+            single, parallel = Replays(1), Replays(options.jobs)
+            for _ in range(RUNS):  # alternated, so that other work on the machine hits both
+                single.run(url)
+                parallel.run(url)
+            processes = processes_for(unique, len(patients), options.jobs)
 
             first: dict[Any, Any] = {}
             for event in events:
@@ -259,9 +315,14 @@ def main() -> None:
                     rebuilder.rebuild(patient)
                 rebuild_each = (time.perf_counter() - started) / len(patients)
 
-    same = live == replayed
+    replayed = {str(o.event_id): o.model_dump(mode="json") for o in single.outputs}
+    in_order = [o.model_dump_json() for o in single.outputs] == [
+        o.model_dump_json() for o in parallel.outputs
+    ]
+    same = live == replayed and in_order
     live_rate = (applied - 1) / busy if busy > 0 else float("nan")
-    replay_rate = unique / replay_seconds
+    replay_rate, parallel_rate = single.rate(unique), parallel.rate(unique)
+    live_ms = 1000 * worker_cpu / applied
     print(
         f"replay throughput, {options.patients} patients x {options.days} days, "
         f"{options.samples_per_hour} wearable samples/h: {len(events)} input records "
@@ -269,27 +330,49 @@ def main() -> None:
         f"embedded Tansu + PostgreSQL 18, {os.cpu_count()} CPUs"
     )
     print(
-        f"  live worker (decode, state table, core, produce): {live_rate:7.0f} events/s, "
-        f"{1000 * worker_cpu / applied:.2f} ms CPU/event (exit {code})"
+        f"  live worker, 1 process (decode, state table, core, produce): {live_rate:7.0f} "
+        f"events/s, {live_ms:.2f} ms CPU/event (exit {code})"
     )
     print(
-        f"  replay from the store (read, decode, core):       {replay_rate:7.0f} events/s, "
-        f"{1000 * replay_cpu / unique:.2f} ms CPU/event"
+        f"  replay, 1 process (read, decode, core):                      {replay_rate:7.0f} "
+        f"events/s, {single.cpu_ms(unique):.2f} ms CPU/event (runs: {single.spread(unique)}/s)"
     )
     print(
-        f"  core only, events in memory:                      {unique / core_seconds:7.0f} "
-        f"events/s ({core_outputs} outputs)"
+        f"  replay, {processes} processes (jobs={options.jobs}; read, decode, core, merge):   "
+        f"{parallel_rate:7.0f} events/s, {parallel.cpu_ms(unique):.2f} ms CPU/event, all "
+        f"processes (runs: {parallel.spread(unique)}/s)"
+    )
+    print(
+        f"  core only, events in memory:                                 "
+        f"{unique / core_seconds:7.0f} events/s ({core_outputs} outputs)"
     )
     print(f"  rebuild one patient's state from the store: {1000 * rebuild_each:.0f} ms")
+    print(f"  threads in this process while replaying: {threads} (1: processes are forked)")
     if same:
-        print(f"  same outputs: yes ({len(live)} outputs, ids and content)")
-        print(f"  ratio replay / live: {replay_rate / live_rate:.1f} (events/s)")
+        print(
+            f"  same outputs: yes (live = 1-process replay: {len(live)} outputs, ids and "
+            f"content; {processes}-process replay = 1-process replay, in the same order)"
+        )
+        print(
+            f"  ratio replay / live (events/s): 1 process {replay_rate / live_rate:.1f}; "
+            f"{processes} processes {parallel_rate / live_rate:.1f}"
+        )
+        print(
+            f"  ratio live / replay (CPU per event): 1 process "
+            f"{live_ms / single.cpu_ms(unique):.1f}; {processes} processes "
+            f"{live_ms / parallel.cpu_ms(unique):.1f}"
+        )
+        print(
+            f"  note: the {processes}-process figure uses {processes} processes on this "
+            f"{os.cpu_count()}-CPU machine; the live figure is one worker process"
+        )
     else:
         only_live, only_replay = live.keys() - replayed.keys(), replayed.keys() - live.keys()
         differ = sum(live[i] != replayed[i] for i in live.keys() & replayed.keys())
         print(
             f"  same outputs: NO ({len(only_live)} only live, {len(only_replay)} only replayed, "
-            f"{differ} differ); the ratio is not comparable\n{worker_log}"
+            f"{differ} differ; {processes}-process replay in the same order as 1 process: "
+            f"{'yes' if in_order else 'NO'}); the ratios are not comparable\n{worker_log}"
         )
     print(f"  (benchmark took {time.monotonic() - began:.0f} s)")
     if not same:

@@ -3,6 +3,8 @@
 * :func:`replay` writes the outputs of a replay to Parquet files with a
   ``manifest.json`` (and/or to a broker topic) — ``psymon replay``;
 * :func:`replay_outputs` yields them in process;
+* either shares patients out among processes when given ``jobs``
+  (:mod:`services.replay.shards`), with the same outputs;
 * :func:`read_input_events` reads stored input events per patient in arrival
   order (also used by :mod:`services.rebuild`);
 * every replay is recorded in the audit log (:mod:`services.replay.audit`).

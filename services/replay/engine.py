@@ -66,6 +66,26 @@ def run_core(
         yield event, outputs
 
 
+def run_patients(
+    events: Iterable[InputEvent],
+    config: CoreConfig | None = None,
+    config_for: Callable[[InputEvent], CoreConfig] | None = None,
+) -> Iterator[tuple[InputEvent, list[Output]]]:
+    """:func:`run_core` over events grouped by patient, keeping only the current patient's state.
+
+    What a replay runs: its events come patient by patient, so a finished
+    patient's state is dropped and memory stays flat however many patients.
+    """
+    states: dict[str, PatientState] = {}
+    current: str | None = None
+    for event, outputs in run_core(events, config, states, config_for):
+        if event.patient_id != current:
+            if current is not None:
+                states.pop(current, None)
+            current = event.patient_id
+        yield event, outputs
+
+
 def core_failure(event: InputEvent, error: Exception) -> DeadLetter:
     """What the live worker emits when the core raises: the event kept with the reason.
 
@@ -94,4 +114,4 @@ def final_states(
     return states
 
 
-__all__ = ["core_failure", "final_states", "run_core"]
+__all__ = ["core_failure", "final_states", "run_core", "run_patients"]

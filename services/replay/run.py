@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,6 @@ import psycopg
 from pydantic import ValidationError
 
 from services.replay.audit import audit_finished, audit_started, describe_error, require_audit_log
-from services.replay.engine import run_core
 from services.replay.parquet import SCHEMAS, OutputFiles, stream_of
 from services.replay.provenance import (
     MANIFEST_VERSION,
@@ -45,14 +44,10 @@ from services.replay.provenance import (
     utc_now,
     write_manifest,
 )
-from services.replay.query import (
-    EventQuery,
-    InputEvent,
-    count_input_events,
-    read_input_events,
-)
+from services.replay.query import EventQuery
+from services.replay.shards import ReplaySource, check_jobs
 from services.replay.topic import TopicWriter, check_topic
-from streams import CoreConfig, Output, PatientState
+from streams import CoreConfig, Output
 
 #: ``progress(done, total)``: input events replayed so far, and the total
 #: (``None`` when not counted). Called at most a few times a second and once at the end.
@@ -131,24 +126,6 @@ class _Ticker:
             self.progress(self.done, self.total)
 
 
-def _one_patient_at_a_time(
-    events: Iterable[InputEvent],
-    config: CoreConfig,
-    ticker: _Ticker,
-    config_for: Callable[[InputEvent], CoreConfig] | None = None,
-) -> Iterator[tuple[InputEvent, list[Output]]]:
-    """:func:`run_core` over events grouped by patient, keeping only the current state."""
-    states: dict[str, PatientState] = {}
-    current: str | None = None
-    for event, outputs in run_core(events, config, states, config_for):
-        if event.patient_id != current:
-            if current is not None:
-                del states[current]
-            current = event.patient_id
-        ticker.tick()
-        yield event, outputs
-
-
 def _connect(url: str) -> psycopg.Connection[Any]:
     conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     conn.execute("SET TIME ZONE 'UTC'")
@@ -158,15 +135,6 @@ def _connect(url: str) -> psycopg.Connection[Any]:
 def _check_models(models: str) -> None:
     if models not in MODEL_CHOICES:
         raise ValueError(f"models is {models!r}; accepted: {', '.join(MODEL_CHOICES)}")
-
-
-def _as_live(url: str, models: str, config: CoreConfig) -> Any:
-    """The per-event configuration chooser for ``models="as-live"``, else ``None``."""
-    if models != "as-live":
-        return None
-    from services.model_versions import AsLive
-
-    return AsLive(url, config)
 
 
 def replay_outputs(
@@ -180,14 +148,17 @@ def replay_outputs(
     progress: Progress | None = None,
     who: str = "python",
     models: Models = "config",
+    jobs: int | None = 1,
 ) -> Generator[Output, None, None]:
     """Yield the outputs of replaying the selected history, in order (nothing written).
 
-    The same filters, configuration and ``models`` as :func:`replay`. The run
-    is recorded in the audit log when iteration starts and completed when it
-    ends (also when the caller stops early: then the counts say how far it got).
+    The same filters, configuration, ``models`` and ``jobs`` as :func:`replay`.
+    The run is recorded in the audit log when iteration starts and completed
+    when it ends (also when the caller stops early: then the counts say how
+    far it got).
     """
     _check_models(models)
+    processes = check_jobs(jobs)
     query = EventQuery.of(patients, since, until, kinds)
     core_config = config if config is not None else CoreConfig()
     with _connect(url) as audit_conn:
@@ -203,22 +174,17 @@ def replay_outputs(
         counts: dict[str, int] = {"input_events": 0}
         error: BaseException | None = None
         try:
-            with _connect(url) as conn:
-                total = count_input_events(conn, query) if progress is not None else None
-                ticker = _Ticker(progress, total)
-                as_live = _as_live(url, models, core_config)
-                events = read_input_events(conn, query)
-                try:
-                    for _, outputs in _one_patient_at_a_time(events, core_config, ticker, as_live):
-                        counts["input_events"] += 1
-                        for output in outputs:
-                            stream = stream_of(output)
-                            counts[stream] = counts.get(stream, 0) + 1
-                            yield output
-                finally:
-                    events.close()
-                    if as_live is not None:
-                        as_live.close()
+            with ReplaySource(
+                url, query, core_config, models, jobs=processes, count=progress is not None
+            ) as source:
+                ticker = _Ticker(progress, source.total)
+                for _, outputs in source:
+                    ticker.tick()
+                    counts["input_events"] += 1
+                    for output in outputs:
+                        stream = stream_of(output)
+                        counts[stream] = counts.get(stream, 0) + 1
+                        yield output
                 ticker.finish()
         except BaseException as failure:
             error = failure
@@ -249,6 +215,7 @@ def replay(
     progress: Progress | None = None,
     who: str = "cli",
     models: Models = "config",
+    jobs: int | None = 1,
 ) -> Manifest:
     """Replay stored history through the core; write Parquet files and/or send to a topic.
 
@@ -286,6 +253,13 @@ def replay(
         live used (the version its stored cluster change names, else the
         version archived last before its ``received_at``, else the
         configuration's); the configuration's other settings still apply.
+    jobs
+        Most processes to replay in: patients are shared out among them and
+        the outputs merged in the one-process order, so everything written is
+        the same (:mod:`services.replay.shards`). ``None``: one per CPU.
+        A replay with fewer than
+        :data:`~services.replay.shards.MIN_EVENTS_PER_PROCESS` events per
+        process uses fewer.
 
     Returns
     -------
@@ -303,6 +277,7 @@ def replay(
     if config is not None and config_file is not None:
         raise ValueError("give config or config_file, not both")
     _check_models(models)
+    processes = check_jobs(jobs)
     if config_file is not None:
         core_config, source = load_core_config(config_file), str(config_file)
     elif config is not None:
@@ -344,6 +319,7 @@ def replay(
                 topic_partitions,
                 progress,
                 models,
+                processes,
             )
             manifest = {
                 "manifest_version": MANIFEST_VERSION,
@@ -385,35 +361,33 @@ def _run(
     bootstrap: str | None,
     partitions: int,
     progress: Progress | None,
-    models: Models = "config",
+    models: Models,
+    jobs: int,
 ) -> tuple[list[FileEntry], dict[str, int], int, int]:
     files = OutputFiles(directory) if directory is not None else None
-    topic = TopicWriter(bootstrap or "", to_topic, partitions=partitions) if to_topic else None
+    topic: TopicWriter | None = None
     counts = {"input_events": 0, **dict.fromkeys(SCHEMAS, 0)}
     patients = 0
     last_patient: str | None = None
     try:
-        with _connect(url) as conn:
-            total = count_input_events(conn, query) if progress is not None else None
-            ticker = _Ticker(progress, total)
-            as_live = _as_live(url, models, config)
-            events = read_input_events(conn, query)
-            try:
-                for event, outputs in _one_patient_at_a_time(events, config, ticker, as_live):
-                    if event.patient_id != last_patient:
-                        patients += 1
-                        last_patient = event.patient_id
-                    counts["input_events"] += 1
-                    for output in outputs:
-                        counts[stream_of(output)] += 1
-                        if files is not None:
-                            files.add(output)
-                        if topic is not None:
-                            topic.send(output)
-            finally:
-                events.close()
-                if as_live is not None:
-                    as_live.close()
+        counting = progress is not None
+        with ReplaySource(url, query, config, models, jobs=jobs, count=counting) as source:
+            # After the replay's processes started: the producer runs a thread of its own.
+            if to_topic:
+                topic = TopicWriter(bootstrap or "", to_topic, partitions=partitions)
+            ticker = _Ticker(progress, source.total)
+            for patient, outputs in source:
+                ticker.tick()
+                if patient != last_patient:
+                    patients += 1
+                    last_patient = patient
+                counts["input_events"] += 1
+                for output in outputs:
+                    counts[stream_of(output)] += 1
+                    if files is not None:
+                        files.add(output)
+                    if topic is not None:
+                        topic.send(output)
             ticker.finish()
         entries = files.close() if files is not None else []
         if topic is not None:

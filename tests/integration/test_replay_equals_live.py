@@ -37,7 +37,7 @@ from schemas.identity import event_id_for, pseudonymise
 from services.embedded import EmbeddedBroker
 from services.embedded.offsets import end_offsets
 from services.producer import key_of, topic_of
-from services.replay import replay, replay_outputs
+from services.replay import EventQuery, count_input_events, replay, replay_outputs
 from services.simulator import simulate_cohort
 from services.sink import run_sink
 from services.store.migrations import MIGRATIONS, v0005_audit
@@ -186,11 +186,10 @@ def stored_outputs(url: str, patients: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def stored_inputs(url: str, patients: list[str]) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM v_input_events WHERE patient_id = ANY(%s)", (patients,)
-        ).fetchone()
-    return int(row[0]) if row else 0
+    # count_input_events tries again when the sink, creating a month's partition
+    # at that moment, picks the count as a deadlock victim (seen here).
+    with psycopg.connect(url, autocommit=True) as conn:
+        return count_input_events(conn, EventQuery(patients=tuple(patients)))
 
 
 def wait_until(condition: Any, what: str, timeout: float = WAIT) -> None:
