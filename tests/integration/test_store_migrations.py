@@ -21,7 +21,7 @@ from tests.integration.pg_fixtures import VIEW_COLUMNS
 pytest_plugins = ("tests.integration.pg_fixtures",)
 pytestmark = pytest.mark.integration
 
-ALL_VERSIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+ALL_VERSIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
 
 Query = Callable[..., list[tuple[object, ...]]]
 

@@ -24,6 +24,7 @@ from services.store.migrations import (
     v0006_subgroups,
     v0007_subgroup_views,
     v0008_model_versions,
+    v0009_standalone_samples_index,
 )
 
 MIGRATIONS: tuple[ModuleType, ...] = (
@@ -35,6 +36,7 @@ MIGRATIONS: tuple[ModuleType, ...] = (
     v0006_subgroups,
     v0007_subgroup_views,
     v0008_model_versions,
+    v0009_standalone_samples_index,
 )
 
 __all__ = ["MIGRATIONS"]
