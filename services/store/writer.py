@@ -9,8 +9,13 @@ into a temporary staging table, then ``INSERT ... SELECT ... ON CONFLICT DO
 NOTHING``, which skips what is stored. Either way the unique key decides, so
 loading a batch twice stores every event once, also when two writers race. On
 plain PostgreSQL the rows actually inserted are added to the daily rollups in
-the same savepoint, so a rollup counts each event once too. Everything of one
-:meth:`StoreWriter.write` call commits together.
+the same savepoint (:mod:`services.store.rollups`), so a rollup counts each
+event once too. Everything of one :meth:`StoreWriter.write` call commits
+together.
+
+The first table of a batch is COPYed while the batch is still being read:
+the sink decodes its records as the writer asks for them, so the server
+inserts rows while Python decodes the next ones (:meth:`StoreWriter.write`).
 
 Wearable uploads are expanded into sample rows straight from their validated
 readings (no :class:`~schemas.events.WearableSample` per reading); the rows and
@@ -27,24 +32,24 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
-from pydantic import ValidationError
 
-from schemas.dispatch import dead_letter, field_errors
+from schemas.dispatch import dead_letter
 from schemas.envelope import Source
 from schemas.events import DeadLetter, WearableUpload
 from schemas.topics import topic_for_kind
 from services.store.migrate import ensure_partitions, recorded_flavour
+from services.store.rollups import ROLLUPS, Rollup
 from services.store.tables import (
     DEAD_LETTERS,
     TABLES,
@@ -59,62 +64,6 @@ from services.store.tables import (
 
 #: Who wrote dead letters the writer makes itself.
 STORE_SOURCE = Source(system="psymon-store")
-
-_DAY = "date_trunc('day', observed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-
-#: Incremental daily rollups (plain PostgreSQL): the rows just inserted, grouped.
-_ROLLUPS: dict[str, tuple[str, str]] = {
-    "wearable_samples": (
-        "patient_id, metric, observed_at, value, unit",
-        f"""INSERT INTO daily_wearable AS d
-            (patient_id, metric, day, n, value_sum, value_min, value_max, unit)
-        SELECT patient_id, metric, {_DAY}, count(*), sum(value), min(value), max(value), max(unit)
-        FROM ins GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (patient_id, metric, day) DO UPDATE SET
-            n = d.n + EXCLUDED.n,
-            value_sum = d.value_sum + EXCLUDED.value_sum,
-            value_min = least(d.value_min, EXCLUDED.value_min),
-            value_max = greatest(d.value_max, EXCLUDED.value_max),
-            unit = EXCLUDED.unit""",
-    ),
-    "clinical_scores": (
-        "patient_id, instrument, observed_at, received_at, total",
-        f"""INSERT INTO daily_scores AS d
-            (patient_id, instrument, day, n, total_sum, total_min, total_max,
-             last_total, last_observed_at)
-        SELECT patient_id, instrument, {_DAY}, count(*), sum(total), min(total), max(total),
-               (array_agg(total ORDER BY observed_at DESC, received_at DESC))[1],
-               max(observed_at)
-        FROM ins GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (patient_id, instrument, day) DO UPDATE SET
-            n = d.n + EXCLUDED.n,
-            total_sum = d.total_sum + EXCLUDED.total_sum,
-            total_min = least(d.total_min, EXCLUDED.total_min),
-            total_max = greatest(d.total_max, EXCLUDED.total_max),
-            last_total = CASE WHEN EXCLUDED.last_observed_at >= d.last_observed_at
-                              THEN EXCLUDED.last_total ELSE d.last_total END,
-            last_observed_at = greatest(d.last_observed_at, EXCLUDED.last_observed_at)""",
-    ),
-    "lab_results": (
-        "patient_id, analyte, observed_at, received_at, value, unit",
-        f"""INSERT INTO daily_labs AS d
-            (patient_id, analyte, day, n, value_sum, value_min, value_max,
-             last_value, last_observed_at, unit)
-        SELECT patient_id, analyte, {_DAY}, count(*), sum(value), min(value), max(value),
-               (array_agg(value ORDER BY observed_at DESC, received_at DESC))[1],
-               max(observed_at), max(unit)
-        FROM ins GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (patient_id, analyte, day) DO UPDATE SET
-            n = d.n + EXCLUDED.n,
-            value_sum = d.value_sum + EXCLUDED.value_sum,
-            value_min = least(d.value_min, EXCLUDED.value_min),
-            value_max = greatest(d.value_max, EXCLUDED.value_max),
-            last_value = CASE WHEN EXCLUDED.last_observed_at >= d.last_observed_at
-                              THEN EXCLUDED.last_value ELSE d.last_value END,
-            last_observed_at = greatest(d.last_observed_at, EXCLUDED.last_observed_at),
-            unit = EXCLUDED.unit""",
-    ),
-}
 
 
 @dataclass
@@ -184,65 +133,154 @@ class StoreWriter:
             )
         self._months: set[tuple[int, int]] = set()
         self._types: dict[str, list[int]] = {}
-        self._rollups: dict[str, _Rollup] = {}
+        self._rollups: dict[str, Rollup] = {}
+        #: Plain PostgreSQL: monthly partitions, created before their rows come.
+        self._partitioned = flavour == "postgres"
+        if self._partitioned:
+            self._rollups = ROLLUPS
+            self._months = _partitioned_months(conn)
         if copy:
             _use_json_text_for_jsonb(conn)
             for spec in TABLES:
                 self._types[spec.name] = _column_types(conn, spec)
-            if flavour == "postgres":
-                for spec in TABLES:
-                    if spec.name in _ROLLUPS:
-                        self._rollups[spec.name] = _Rollup.create(conn, spec)
 
     def write(self, events: Iterable[Storable]) -> WriteReport:
-        """Store ``events`` (any kinds, any order) in one transaction; return what happened."""
-        by_table: dict[str, Pending] = {}
-        seen: set[tuple[str, Any]] = set()
-        report = WriteReport()
-        spans = _Spans()
-        for event in events:
-            expanded = rows_of(event)
-            if isinstance(event, WearableUpload):
-                spans.add_upload(event)
-            else:
-                for origin, _ in expanded:
-                    spans.add(origin)  # type: ignore[arg-type]  # only uploads make tuples
-            for origin, row in expanded:
-                spec_name = _spec_name(origin)
-                report.offered[spec_name] += 1
-                key = (spec_name, row[0])  # every table's first column is event_id
-                if key in seen:  # the same event twice in one batch
-                    continue
-                seen.add(key)
-                by_table.setdefault(spec_name, []).append((origin, row))
-        self._ensure_months(spans.months)
+        """Store ``events`` (any kinds, any order) in one transaction; return what happened.
+
+        ``events`` is read once, as the batch is loaded: the rows of the table
+        of the first event (an upload's: its samples) go to the database while
+        the next events are still being read (decoded, for the sink), so the
+        server inserts while Python decodes. The other tables follow, in the
+        order of :data:`~services.store.tables.TABLES`.
+
+        That needs every month of the batch to have its partitions already;
+        an event of a month that has none yet stops it (the transaction is
+        rolled back before anything of it is committed), and the batch is
+        loaded again, table by table, once the partitions exist. So is a
+        batch whose transaction lost a deadlock to another writer loading the
+        same events in another table order: table by table, every writer
+        takes the same order.
+        """
+        batch = _Batch()
+        source = iter(events)
+        if self._copy:
+            try:
+                return self._write_streaming(batch, source)
+            except (_NewMonth, psycopg.errors.DeadlockDetected):
+                pass  # rolled back: nothing of it is stored
+        for event in source:
+            batch.add(event)
+        self._ensure_months(batch.spans.months)
+        report = batch.report
+        report.inserted, report.refused = Counter(), 0  # of the attempt rolled back
         with self.conn.transaction():
-            for spec in TABLES:
-                pending = by_table.get(spec.name)
-                if not pending:
-                    continue
-                inserted, refused = self._load(spec, pending)
-                report.inserted[spec.name] += inserted
-                if refused:
-                    report.refused += len(refused)
-                    letters: Pending = [(letter, DEAD_LETTERS.row(letter)) for letter in refused]
-                    dead_inserted, still_refused = self._load(DEAD_LETTERS, letters)
-                    report.inserted[DEAD_LETTERS.name] += dead_inserted
-                    if still_refused:
-                        raise RuntimeError(
-                            "the database refused even the dead letter of an event it refused; "
-                            "see the server log"
-                        )
-            self._register_patients(spans.patients)
+            self._load_tables(batch, report, skip=None)
+            self._register_patients(batch.spans.patients)
         return report
+
+    def _write_streaming(self, batch: _Batch, source: Iterator[Storable]) -> WriteReport:
+        """Load the first event's table while reading ``source``, then the rest (see write)."""
+        first = next(source, None)
+        if first is None:
+            return batch.report
+        batch.add(first)
+        self._ensure_months(batch.spans.months)
+        spec = WEARABLE_SAMPLES if isinstance(first, WearableUpload) else table_for(first)
+        pending = batch.by_table.setdefault(spec.name, [])
+        with self.conn.transaction():
+            report = batch.report
+            streamed = self._stream(spec, batch, pending, source)
+            for event in source:  # what is left if the straight COPY stopped early
+                batch.add(event)
+            if self._partitioned and not batch.spans.months <= self._months:
+                raise _NewMonth
+            if streamed:
+                report.inserted[spec.name] += len(pending)
+            else:
+                self._load_with_dead_letters(spec, pending, report, straight=False)
+            self._load_tables(batch, report, skip=spec)
+            self._register_patients(batch.spans.patients)
+        return report
+
+    def _stream(
+        self, spec: TableSpec, batch: _Batch, pending: Pending, source: Iterator[Storable]
+    ) -> bool:
+        """COPY ``spec``'s rows straight into its table as ``source`` yields their events.
+
+        Returns whether the COPY stored them all (the rollup too). ``False``:
+        the database refused a row (already stored, or a value it cannot
+        hold); nothing of the COPY is kept, and the rows are in ``pending``
+        for the careful path, except those of events ``source`` still holds.
+        Raises :class:`_NewMonth` when an event's month has no partitions.
+        """
+        known, months = self._months, batch.spans.months
+        checked = len(months)
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(spec.name), names
+        )
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cursor:
+                with cursor.copy(statement) as copy:
+                    copy.set_types(self._types[spec.name])
+                    write_row = copy.write_row
+                    for _, row in pending:
+                        write_row(row)
+                    written = len(pending)
+                    for event in source:
+                        batch.add(event)
+                        if len(months) != checked and self._partitioned:
+                            if not months <= known:
+                                raise _NewMonth
+                            checked = len(months)
+                        for _, row in pending[written:]:
+                            write_row(row)
+                        written = len(pending)
+                rollup = self._rollups.get(spec.name)
+                if rollup is not None:
+                    rollup.add_rows(cursor, spec.columns, (row for _, row in pending))
+        except (psycopg.DataError, psycopg.IntegrityError, UnicodeError):
+            return False
+        return True
 
     # ------------------------------------------------------------------ loading
 
-    def _load(self, spec: TableSpec, pending: Pending) -> tuple[int, list[DeadLetter]]:
-        """Insert ``pending``; find and turn into dead letters the rows the database refuses."""
+    def _load_tables(self, batch: _Batch, report: WriteReport, skip: TableSpec | None) -> None:
+        """Load every table of ``batch`` but ``skip``, in the order of ``TABLES``."""
+        for spec in TABLES:
+            pending = batch.by_table.get(spec.name)
+            if pending and spec is not skip:
+                self._load_with_dead_letters(spec, pending, report)
+
+    def _load_with_dead_letters(
+        self, spec: TableSpec, pending: Pending, report: WriteReport, *, straight: bool = True
+    ) -> None:
+        """Load ``pending`` into ``spec``'s table; what the database refuses, as dead letters."""
+        inserted, refused = self._load(spec, pending, straight=straight)
+        report.inserted[spec.name] += inserted
+        if not refused:
+            return
+        report.refused += len(refused)
+        letters: Pending = [(letter, DEAD_LETTERS.row(letter)) for letter in refused]
+        dead_inserted, still_refused = self._load(DEAD_LETTERS, letters)
+        report.inserted[DEAD_LETTERS.name] += dead_inserted
+        if still_refused:
+            raise RuntimeError(
+                "the database refused even the dead letter of an event it refused; "
+                "see the server log"
+            )
+
+    def _load(
+        self, spec: TableSpec, pending: Pending, *, straight: bool = True
+    ) -> tuple[int, list[DeadLetter]]:
+        """Insert ``pending``; find and turn into dead letters the rows the database refuses.
+
+        ``straight=False`` skips the attempt to COPY straight into the table
+        (known to fail: the batch was streamed into it and refused).
+        """
         try:
             with self.conn.transaction():
-                return self._copy_and_insert(spec, [row for _, row in pending]), []
+                return self._copy_and_insert(spec, [row for _, row in pending], straight), []
         except (psycopg.DataError, psycopg.IntegrityError, UnicodeError) as error:
             if len(pending) == 1:
                 return 0, [_refused(pending[0][0], error)]
@@ -251,8 +289,8 @@ class StoreWriter:
         second, second_refused = self._load(spec, pending[middle:])
         return first + second, first_refused + second_refused
 
-    def _copy_and_insert(self, spec: TableSpec, rows: list[Row]) -> int:
-        if self._copy:
+    def _copy_and_insert(self, spec: TableSpec, rows: list[Row], straight: bool = True) -> int:
+        if self._copy and straight:
             try:
                 with self.conn.transaction():
                     return self._copy_straight_in(spec, rows)
@@ -270,15 +308,14 @@ class StoreWriter:
             insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
                 sql.Identifier(spec.name), columns, columns, stage
             )
-            rollup = _ROLLUPS.get(spec.name) if self.flavour == "postgres" else None
+            rollup = self._rollups.get(spec.name)
             if rollup is None:
                 cursor.execute(insert)
                 inserted = cursor.rowcount
             else:
-                returning, rollup_sql = rollup
                 statement = sql.SQL(
                     "WITH ins AS ({} RETURNING {}), roll AS ({}) SELECT count(*) FROM ins"
-                ).format(insert, sql.SQL(returning), sql.SQL(rollup_sql))
+                ).format(insert, sql.SQL(rollup.returning), sql.SQL(rollup.from_inserted))
                 cursor.execute(statement)
                 counted = cursor.fetchone()
                 inserted = int(counted[0]) if counted else 0
@@ -288,8 +325,7 @@ class StoreWriter:
     def _copy_straight_in(self, spec: TableSpec, rows: list[Row]) -> int:
         """COPY ``rows`` into the table itself; the unique key refuses any already stored.
 
-        Every row is then new, so all of them go to the daily rollup (through
-        a narrow temporary table holding only the columns the rollup reads).
+        Every row is then new, so all of them go to the daily rollup.
         """
         with self.conn.cursor() as cursor:
             self._binary_copy(
@@ -297,7 +333,7 @@ class StoreWriter:
             )
             rollup = self._rollups.get(spec.name)
             if rollup is not None:
-                rollup.add(self, cursor, rows)
+                rollup.add_rows(cursor, spec.columns, rows)
         return len(rows)
 
     @staticmethod
@@ -329,7 +365,7 @@ class StoreWriter:
 
     def _ensure_months(self, months: set[tuple[int, int]]) -> None:
         """Create the monthly partitions this batch needs before loading it."""
-        if self.flavour != "postgres":
+        if not self._partitioned:
             return
         for year, month in sorted(months - self._months):
             start = datetime(year, month, 1, tzinfo=UTC)
@@ -344,8 +380,8 @@ class StoreWriter:
         self.conn.execute(
             """INSERT INTO patients AS p
                    (patient_id, first_observed_at, last_observed_at, last_received_at)
-               SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[],
-                                    %s::timestamptz[])
+               SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[],
+                                    %b::timestamptz[])
                ON CONFLICT (patient_id) DO UPDATE SET
                    first_observed_at = least(p.first_observed_at, EXCLUDED.first_observed_at),
                    last_observed_at = greatest(p.last_observed_at, EXCLUDED.last_observed_at),
@@ -358,6 +394,66 @@ class StoreWriter:
                 [spans[p][2] for p in patients],
             ),
         )
+
+
+class _NewMonth(Exception):
+    """An event of a month without partitions came while its batch was being loaded."""
+
+
+class _Batch:
+    """The rows of one write call per table, with what each was made from; what it offered."""
+
+    def __init__(self) -> None:
+        self.by_table: dict[str, Pending] = {}
+        self.spans = _Spans()
+        self.report = WriteReport()
+        #: event_ids per table (every table's first column is event_id)
+        self._seen: dict[str, set[Any]] = {}
+
+    def add(self, event: Storable) -> None:
+        """Add ``event``'s rows, but none of an event already added (the same event twice)."""
+        if isinstance(event, WearableUpload):
+            expanded = _upload_rows(event)
+            self.spans.add_upload(event)
+            self._add_rows(WEARABLE_UPLOADS.name, expanded[:1])
+            self._add_rows(WEARABLE_SAMPLES.name, expanded[1:])
+            return
+        spec = table_for(event)
+        self.spans.add(event)
+        self._add_rows(spec.name, ((event, spec.row(event)),))
+
+    def _add_rows(self, spec_name: str, rows: Sequence[tuple[Origin, Row]]) -> None:
+        self.report.offered[spec_name] += len(rows)
+        seen = self._seen.setdefault(spec_name, set())
+        pending = self.by_table.setdefault(spec_name, [])
+        for item in rows:
+            known = len(seen)
+            seen.add(item[1][0])  # hashes the id once (a UUID's hash is Python code)
+            if len(seen) != known:
+                pending.append(item)
+
+
+def _partitioned_months(conn: psycopg.Connection[Any]) -> set[tuple[int, int]]:
+    """The UTC months for which every table ``psymon_ensure_partitions`` keeps has its partition.
+
+    Read when a writer starts: an event of a month not known to have them
+    stops a streamed batch (see :meth:`StoreWriter.write`).
+    """
+    found: dict[str, set[tuple[int, int]]] = {}
+    for parent, partition in conn.execute(
+        """SELECT p.relname, c.relname
+           FROM pg_partitioned_table pt
+           JOIN pg_class p ON p.oid = pt.partrelid
+           JOIN pg_inherits i ON i.inhparent = p.oid
+           JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE p.relnamespace = current_schema()::regnamespace
+             AND to_regclass(quote_ident(p.relname || '_default')) IS NOT NULL"""
+    ).fetchall():
+        months = found.setdefault(parent, set())
+        match = re.fullmatch(rf"{re.escape(parent)}_p(\d{{4}})_(\d{{2}})", partition)
+        if match:
+            months.add((int(match[1]), int(match[2])))
+    return set.intersection(*found.values()) if found else set()
 
 
 class _Spans:
@@ -402,53 +498,8 @@ class _Spans:
 
 
 def _month(when: datetime) -> tuple[int, int]:
-    utc = when.astimezone(UTC)
+    utc = when if when.tzinfo is UTC else when.astimezone(UTC)
     return utc.year, utc.month
-
-
-@dataclass(frozen=True)
-class _Rollup:
-    """The daily rollup of rows COPYed straight into their table.
-
-    The rollup statement of :data:`_ROLLUPS` reads the inserted rows from
-    ``ins``; here ``ins`` is a temporary table holding only the columns it
-    reads, filled by a narrow binary COPY.
-    """
-
-    table: sql.Identifier
-    columns: tuple[str, ...]
-    types: list[int]
-    pick: Any  # operator.itemgetter of those columns in the full row
-    statement: sql.Composed
-
-    @classmethod
-    def create(cls, conn: psycopg.Connection[Any], spec: TableSpec) -> _Rollup:
-        returning, rollup_sql = _ROLLUPS[spec.name]
-        columns = tuple(c.strip() for c in returning.split(","))
-        table = sql.Identifier(f"psymon_rollup_{spec.name}")
-        names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        conn.execute(
-            sql.SQL(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA"
-            ).format(table, names, sql.Identifier(spec.name))
-        )
-        all_types = dict(zip(spec.columns, _column_types(conn, spec), strict=True))
-        statement = sql.SQL("WITH ins AS (SELECT {} FROM {}) {}").format(
-            names, table, sql.SQL(rollup_sql)
-        )
-        return cls(
-            table,
-            columns,
-            [all_types[c] for c in columns],
-            itemgetter(*(spec.columns.index(c) for c in columns)),
-            statement,
-        )
-
-    def add(self, writer: StoreWriter, cursor: psycopg.Cursor[Any], rows: list[Row]) -> None:
-        pick = self.pick
-        writer._binary_copy(cursor, self.table, self.columns, self.types, map(pick, rows))
-        cursor.execute(self.statement)
-        cursor.execute(sql.SQL("TRUNCATE {}").format(self.table))
 
 
 class _JsonTextBinaryDumper(Dumper):
@@ -500,11 +551,7 @@ def rows_of(event: Storable) -> list[tuple[Origin, Row]]:
     """
     if isinstance(event, WearableUpload):
         return _upload_rows(event)
-    try:
-        stored = stored_events(event)
-    except ValidationError as error:
-        stored = stored_events(_unexpandable(event, error))
-    return list(stored)
+    return list(stored_events(event))
 
 
 def _upload_rows(upload: WearableUpload) -> list[tuple[Origin, Row]]:
@@ -577,10 +624,6 @@ def _stage(spec: TableSpec) -> sql.Identifier:
     return sql.Identifier(f"psymon_stage_{spec.name}")
 
 
-def _spec_name(origin: Origin) -> str:
-    return WEARABLE_SAMPLES.name if isinstance(origin, tuple) else table_for(origin).name
-
-
 def _event_of(origin: Origin) -> Storable:
     """The event a row was made from (a sample of an upload is built here, when needed)."""
     if not isinstance(origin, tuple):
@@ -588,23 +631,6 @@ def _event_of(origin: Origin) -> Storable:
     upload, index = origin
     alone = upload.model_copy(update={"readings": (upload.readings[index],)})
     return alone.samples()[0]
-
-
-def _unexpandable(event: Storable, error: ValidationError) -> DeadLetter:
-    """A dead letter for an upload whose readings do not make valid samples."""
-    if isinstance(event, DeadLetter):  # only uploads expand; nothing else raises here
-        raise error
-    errors = field_errors(error)
-    reason = "; ".join(f"field '{e.field}': {e.message}" for e in errors)
-    return dead_letter(
-        event.model_dump_json().encode(),
-        topic_for_kind(event.kind),
-        event.received_at,
-        f"a reading does not make a valid sample: {reason}",
-        errors=errors,
-        patient_id=event.patient_id,
-        source=STORE_SOURCE,
-    )
 
 
 def _refused(origin: Origin, error: BaseException) -> DeadLetter:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 from pydantic import TypeAdapter
 
 from schemas.envelope import Source
@@ -18,8 +21,18 @@ from schemas.events import AnyEvent, ClinicalScore, DeadLetter, WearableUpload
 from schemas.examples import EXAMPLE_PATIENT, envelope_fields
 from schemas.identity import event_id_for
 from schemas.topics import ALERTS, CLINICAL_SCORES, LAB_RESULTS, RISK, WEARABLE_SAMPLES
-from services.sink import Sink, SinkRecord, decode_record
+from services.sink import (
+    GC_YOUNG_OBJECTS,
+    DecodedBatch,
+    Sink,
+    SinkRecord,
+    collect_garbage_rarely,
+    decode_record,
+)
+from services.store.migrate import ensure_partitions
 from services.store.migrations.v0001_event_tables import TIME_SERIES_TABLES
+from services.store.tables import TableSpec
+from services.store.writer import StoreWriter, _partitioned_months
 from tests.integration.pg_fixtures import as_records, cohort_events, stored_rows
 
 pytest_plugins = ("tests.integration.pg_fixtures",)
@@ -297,3 +310,100 @@ def test_records_on_an_unknown_topic_are_refused_with_the_accepted_ones() -> Non
     assert isinstance(letter, DeadLetter)
     assert "psymon.clinical-scores.v1" in letter.reason
     assert EXAMPLE_PATIENT not in letter.reason
+
+
+def test_the_first_table_is_copied_while_later_events_are_still_being_read(
+    store_url: str, query: Query
+) -> None:
+    events = cohort_events(patients=2, days=2, readings_per_day=20)
+    uploads = [e for e in events if isinstance(e, WearableUpload)]
+    status_while_read: list[TransactionStatus] = []
+    with psycopg.connect(store_url) as conn:
+        writer = StoreWriter(conn)
+
+        def read() -> Iterator[WearableUpload]:
+            for upload in uploads:
+                status_while_read.append(conn.info.transaction_status)
+                yield upload
+
+        report = writer.write(read())
+    # The first upload is read before the transaction opens; every later one
+    # while its COPY is in progress (the connection busy with it).
+    assert status_while_read[0] == TransactionStatus.IDLE
+    assert set(status_while_read[1:]) == {TransactionStatus.ACTIVE}
+    samples = sum(len(u.readings) for u in uploads)
+    assert report.inserted == Counter(wearable_samples=samples, wearable_uploads=len(uploads))
+    assert query("SELECT count(*) FROM wearable_samples") == [(samples,)]
+
+
+class LosesOneDeadlock(StoreWriter):
+    """A writer whose first attempt at a batch loses a deadlock after its COPY went in."""
+
+    lost = False
+
+    def _stream(self, spec: TableSpec, *args: Any) -> bool:
+        streamed = super()._stream(spec, *args)
+        if not self.lost:
+            self.lost = True
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return streamed
+
+
+def test_a_batch_that_loses_a_deadlock_is_loaded_again_in_table_order(
+    store_url: str, query: Query
+) -> None:
+    events = cohort_events(patients=2, days=2, readings_per_day=20)
+    expected = stored_rows(events)
+    with psycopg.connect(store_url) as conn:
+        writer = LosesOneDeadlock(conn)
+        report = writer.write(iter(events))
+    assert writer.lost
+    assert_stored_once(query, expected)
+    assert dict(report.inserted) == {table: len(ids) for table, ids in expected.items()}
+    assert sum(report.duplicates.values()) == 0
+    samples = query("SELECT count(*) FROM wearable_samples")[0][0]
+    assert query("SELECT sum(n) FROM daily_wearable") == [(samples,)]
+
+
+def test_a_new_writer_knows_the_months_that_have_partitions(store_url: str) -> None:
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        ensure_partitions(conn, datetime(2030, 5, 1, tzinfo=UTC), datetime(2030, 6, 30, tzinfo=UTC))
+        # A month one table lacks is not ready: its rows would go to a default partition.
+        conn.execute(
+            "CREATE TABLE clinical_scores_p2030_08 PARTITION OF clinical_scores "
+            "FOR VALUES FROM ('2030-08-01 00:00Z') TO ('2030-09-01 00:00Z')"
+        )
+        months = _partitioned_months(conn)
+    assert {(2030, 5), (2030, 6)} <= months
+    assert (2030, 8) not in months
+
+
+def test_a_retried_batch_reuses_its_decoded_events_and_decodes_records_added_meanwhile() -> None:
+    scores = [
+        ClinicalScore(
+            **envelope_fields(event_id=event_id_for("retry", str(n))),
+            instrument="phq9",
+            rater="self",
+            total=n,
+        )
+        for n in range(3)
+    ]
+    records = as_records(scores)
+    batch = DecodedBatch(records[:2])
+    first_attempt = iter(batch)
+    first = next(first_attempt)  # the attempt stopped here (a lost connection)
+    records_after_pause = batch.records
+    records_after_pause.append(records[2])  # polled while consumption was paused
+    again = list(batch)
+    assert again[0] is first
+    assert [e.event_id for e in again] == [s.event_id for s in scores]
+    assert batch.undecodable() == 0
+
+
+def test_a_sink_process_collects_garbage_rarely() -> None:
+    before = gc.get_threshold()
+    try:
+        collect_garbage_rarely()
+        assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *before[1:])
+    finally:
+        gc.set_threshold(*before)

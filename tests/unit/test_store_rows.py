@@ -14,6 +14,7 @@ from schemas.events import ClinicalScore, WearableUpload
 from schemas.examples import EXAMPLE_KEY, envelope_fields
 from schemas.identity import event_id_for, pseudonymise
 from services.simulator import simulate_cohort
+from services.store.rollups import ROLLUPS
 from services.store.tables import stored_events
 from services.store.writer import _Spans, rows_of
 
@@ -91,3 +92,46 @@ def test_spans_note_every_month_and_each_patients_first_and_last_observation() -
     assert first == min(row[2] for row in rows)
     assert last == max(row[2] for row in rows)
     assert received == crossing.received_at
+
+
+def test_rollup_partials_group_by_utc_day_and_keep_the_latest_value() -> None:
+    rollup = ROLLUPS["lab_results"]
+    columns = ("patient_id", "observed_at", "received_at", "analyte", "value", "unit")
+    late_evening = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    rows = [
+        ("p1", late_evening, late_evening, "crp", 2.0, "mg/L"),
+        # 00:15 in Berlin on 2 March is still 1 March in UTC
+        (
+            "p1",
+            datetime(2026, 3, 2, 0, 15, tzinfo=timezone(timedelta(hours=1))),
+            late_evening,
+            "crp",
+            5.0,
+            "mg/L",
+        ),
+        # same time as the first, received later: the latest of the two
+        ("p1", late_evening, late_evening + timedelta(minutes=1), "crp", 3.0, "mg/L"),
+        # same time and arrival as the first: not later than the latest, so not "last"
+        ("p1", late_evening, late_evening, "crp", 9.0, "mg/L"),
+        ("p1", datetime(2026, 3, 2, 0, 0, tzinfo=UTC), late_evening, "crp", 1.0, "mg/L"),
+        ("p1", late_evening, late_evening, "crp", 4.0, "g/L"),
+    ]
+    partials = list(zip(*rollup.partials(columns, rows), strict=True))
+    march_1, march_2 = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    assert partials == [
+        (
+            "p1",
+            "crp",
+            march_1,
+            "mg/L",
+            4,
+            19.0,
+            2.0,
+            9.0,
+            3.0,
+            late_evening,
+            late_evening + timedelta(minutes=1),
+        ),
+        ("p1", "crp", march_2, "mg/L", 1, 1.0, 1.0, 1.0, 1.0, rows[4][1], late_evening),
+        ("p1", "crp", march_1, "g/L", 1, 4.0, 4.0, 4.0, 4.0, late_evening, late_evening),
+    ]
