@@ -170,26 +170,22 @@ def api(host: str, port: int) -> None:
     from services.api.app import create_app
     from services.api.auth import TokenStore
     from services.api.database import Database
-    from services.embedded.postgres import database_url
+    from services.embedded.postgres import store_url
     from services.producer import KafkaEventSink
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
     tokens = TokenStore.load(settings.tokens_path)
-    url, embedded = database_url(settings)
-    app = create_app(
-        sink=KafkaEventSink(bootstrap, client_id="psymon-api"),
-        tokens=tokens,
-        database=Database(url),
-    )
-    try:
+    with store_url(settings) as url:
+        app = create_app(
+            sink=KafkaEventSink(bootstrap, client_id="psymon-api"),
+            tokens=tokens,
+            database=Database(url),
+        )
         # uvicorn's access log prints paths with their query strings, which may hold
         # identifiers; the app logs each request by its route template instead.
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 @cli.command()
@@ -309,7 +305,7 @@ def trainer(models_topic: str, loglevel: str, **training: float) -> None:
     Stops cleanly on Ctrl-C or SIGTERM.
     """
     from services.embedded import BrokerError
-    from services.embedded.postgres import database_url
+    from services.embedded.postgres import store_url
     from services.trainer import run_trainer, setup_logging
 
     try:
@@ -319,21 +315,18 @@ def trainer(models_topic: str, loglevel: str, **training: float) -> None:
     setup_logging(loglevel)
     settings = _settings()
     bootstrap = _bootstrap(settings)
-    url, embedded = database_url(settings)
-    try:
-        run_trainer(
-            bootstrap,
-            settings.partitions,
-            data_dir=settings.data_dir,
-            database_url=url,
-            models_topic=models_topic,
-            **keywords,
-        )
-    except (BrokerError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    with store_url(settings) as url:
+        try:
+            run_trainer(
+                bootstrap,
+                settings.partitions,
+                data_dir=settings.data_dir,
+                database_url=url,
+                models_topic=models_topic,
+                **keywords,
+            )
+        except (BrokerError, ValueError) as error:
+            raise click.ClickException(str(error)) from None
 
 
 def _core_config(settings: Settings) -> CoreConfig | None:
@@ -359,25 +352,21 @@ def sink() -> None:
     import signal
     import threading
 
-    from services.embedded.postgres import database_url
+    from services.embedded.postgres import store_url
     from services.sink import run_sink
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
-    url, embedded = database_url(settings)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
+    with store_url(settings) as url:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         stats = run_sink(bootstrap, url, stop_event=stop)
         click.echo(
             f"sink stopped: {stats.records} records, {sum(stats.inserted.values())} rows stored, "
             f"{sum(stats.duplicates.values())} duplicates skipped",
             err=True,
         )
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 @cli.group()
@@ -399,19 +388,16 @@ def db_migrate(flavour: str) -> None:
     Reads PSYMON_DATABASE_URL (unset: the embedded PostgreSQL under PSYMON_DATA_DIR).
     Applied versions are recorded in psymon_schema_migrations; re-running changes nothing.
     """
-    from services.embedded.postgres import database_url
+    from services.embedded.postgres import store_url
     from services.store.cli_support import run_migrate
     from services.store.migrate import MigrationError
 
     settings = _settings()
-    url, embedded = database_url(settings)
-    try:
-        applied = run_migrate(url, flavour=flavour)  # type: ignore[arg-type]
-    except MigrationError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    with store_url(settings) as url:
+        try:
+            applied = run_migrate(url, flavour=flavour)  # type: ignore[arg-type]
+        except MigrationError as error:
+            raise click.ClickException(str(error)) from None
     click.echo(f"applied: {', '.join(applied)}" if applied else "the store is up to date")
 
 
@@ -706,7 +692,7 @@ def replay(
     outputs to --to-topic. Replaying the live history with the live configuration
     reproduces the live outputs. Every replay is recorded in the audit log.
     """
-    from services.embedded.postgres import database_url
+    from services.embedded.postgres import store_url
     from services.replay import replay as run_replay
 
     if out_dir is None and to_topic is None:
@@ -714,40 +700,40 @@ def replay(
     settings = _settings()
     if to_topic is not None and settings.kafka_bootstrap is None:
         raise click.ClickException("--to-topic needs PSYMON_KAFKA_BOOTSTRAP")
-    url, embedded = database_url(settings)
-    bar: Any = None
+    with store_url(settings) as url:
+        bar: Any = None
 
-    def progress(done: int, total: int | None) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=max(total or 1, 1), label="replaying", file=sys.stderr)
-            bar.__enter__()
-        bar.update(done - bar.pos)
+        def progress(done: int, total: int | None) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = click.progressbar(
+                    length=max(total or 1, 1), label="replaying", file=sys.stderr
+                )
+                bar.__enter__()
+            bar.update(done - bar.pos)
 
-    try:
-        manifest = run_replay(
-            url,
-            patients=_patients(patient, patients_file),
-            since=since,
-            until=until,
-            kinds=kinds or None,
-            config_file=config_file or settings.core_config_file,
-            out_dir=out_dir,
-            to_topic=to_topic,
-            bootstrap=settings.kafka_bootstrap,
-            topic_partitions=settings.partitions,
-            progress=progress,
-            who=_who(),
-            models=cast("Any", models),
-            jobs=jobs,
-        )
-    except (ValueError, FileExistsError) as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-        if embedded is not None:
-            embedded.stop()
+        try:
+            manifest = run_replay(
+                url,
+                patients=_patients(patient, patients_file),
+                since=since,
+                until=until,
+                kinds=kinds or None,
+                config_file=config_file or settings.core_config_file,
+                out_dir=out_dir,
+                to_topic=to_topic,
+                bootstrap=settings.kafka_bootstrap,
+                topic_partitions=settings.partitions,
+                progress=progress,
+                who=_who(),
+                models=cast("Any", models),
+                jobs=jobs,
+            )
+        except (ValueError, FileExistsError) as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
     _print_manifest(manifest)
 
 
@@ -792,29 +778,26 @@ def export(
     FHIR R4 Observations, RiskAssessments and Flags as Bundles an EHR can take back. Only
     pseudonymised data is exported. Every export is recorded in the audit log.
     """
-    from services.embedded.postgres import database_url
+    from services.embedded.postgres import store_url
     from services.export import export as run_export
 
     settings = _settings()
-    url, embedded = database_url(settings)
-    try:
-        manifest = run_export(
-            url,
-            tables_or_views=list(names),
-            format=format_,  # type: ignore[arg-type]
-            out_dir=out_dir,
-            patients=_patients(patient, patients_file),
-            since=since,
-            until=until,
-            who=_who(),
-            include_raw_dead_letters=include_raw_dead_letters,
-            bundle_size=bundle_size,
-        )
-    except (ValueError, FileExistsError) as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    with store_url(settings) as url:
+        try:
+            manifest = run_export(
+                url,
+                tables_or_views=list(names),
+                format=format_,  # type: ignore[arg-type]
+                out_dir=out_dir,
+                patients=_patients(patient, patients_file),
+                since=since,
+                until=until,
+                who=_who(),
+                include_raw_dead_letters=include_raw_dead_letters,
+                bundle_size=bundle_size,
+            )
+        except (ValueError, FileExistsError) as error:
+            raise click.ClickException(str(error)) from None
     _print_manifest(manifest)
 
 
@@ -885,19 +868,16 @@ def study(spec: Path, out_dir: Path) -> None:
     code version produced them. Reads PSYMON_DATABASE_URL (else the embedded store). Every
     study is recorded in the audit log.
     """
-    from services.embedded.postgres import database_url
+    from services.embedded.postgres import store_url
     from services.replay.audit import AuditUnavailable
     from services.study.run import run_study
 
     settings = _settings()
-    url, embedded = database_url(settings)
-    try:
-        manifest = run_study(url, spec, out_dir, who=_who())
-    except (ValueError, FileExistsError, AuditUnavailable) as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    with store_url(settings) as url:
+        try:
+            manifest = run_study(url, spec, out_dir, who=_who())
+        except (ValueError, FileExistsError, AuditUnavailable) as error:
+            raise click.ClickException(str(error)) from None
     _print_manifest(manifest)
 
 
@@ -956,7 +936,7 @@ def subgroups_fit(
     Reads PSYMON_DATABASE_URL (else the embedded store); recorded in the audit log.
     Prints the file and the clusters.
     """
-    from services.embedded.postgres import database_url
+    from services.embedded.postgres import store_url
     from services.replay.audit import AuditUnavailable
     from services.replay.run import load_core_config
     from services.study.subgroup_models import fit_from_store
@@ -972,29 +952,29 @@ def subgroups_fit(
         except BrokerError as error:
             raise click.ClickException(str(error)) from None
         topic_store = TopicModelStore(settings.kafka_bootstrap, models_topic)
-    url, embedded = database_url(settings)
-    try:
-        config = load_core_config(settings.core_config_file) if settings.core_config_file else None
-        report = fit_from_store(
-            url,
-            models_dir or settings.data_dir / "models",
-            config=config,
-            until=until,
-            name=name,
-            k=k,
-            max_k=max_k,
-            features=features or None,
-            seed=seed,
-            who=_who(),
-            publish=None if topic_store is None else topic_store.publish,
-        )
-    except (ValueError, AuditUnavailable) as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        if topic_store is not None:
-            topic_store.close()
-        if embedded is not None:
-            embedded.stop()
+    with store_url(settings) as url:
+        try:
+            config = (
+                load_core_config(settings.core_config_file) if settings.core_config_file else None
+            )
+            report = fit_from_store(
+                url,
+                models_dir or settings.data_dir / "models",
+                config=config,
+                until=until,
+                name=name,
+                k=k,
+                max_k=max_k,
+                features=features or None,
+                seed=seed,
+                who=_who(),
+                publish=None if topic_store is None else topic_store.publish,
+            )
+        except (ValueError, AuditUnavailable) as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            if topic_store is not None:
+                topic_store.close()
     snap = report.snapshot
     click.echo(
         f"{snap.name} v{snap.version}: {len(snap.labels)} clusters from {report.profiles_used} "

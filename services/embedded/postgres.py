@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, NamedTuple
@@ -435,6 +435,21 @@ def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
         return settings.database_url.get_secret_value(), None
     server = EmbeddedPostgres(settings.data_dir).start()
     return server.url, server
+
+
+@contextlib.contextmanager
+def store_url(settings: Settings) -> Iterator[str]:
+    """:func:`database_url` for the span of a command: the embedded server, if any, stops after.
+
+    A command that ends (or fails) leaves no server behind, whether it stopped
+    in its own code or in what it set up before its work.
+    """
+    url, server = database_url(settings)
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
 
 
 # ---------------------------------------------------------------------- helpers
