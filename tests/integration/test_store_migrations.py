@@ -210,3 +210,39 @@ def test_the_writer_loads_columns_the_schema_has(query: Query) -> None:
         )}  # fmt: skip
         missing = set(spec.columns) - present
         assert not missing, f"{spec.name} lacks {missing}"
+
+
+def test_creating_partitions_gives_way_to_a_reader_instead_of_deadlocking_it(
+    store_url: str,
+) -> None:
+    # A reader of several tables locks them in its own order; creating a month's
+    # partitions locks every partitioned table in name order (clinical_outcomes
+    # first, lab_results later). The reader holds lab_results and then asks for
+    # clinical_outcomes while the creator holds it and waits for lab_results: a
+    # cycle, which the server would break after a second by failing one of the two.
+    month = datetime(2031, 1, 1, tzinfo=UTC)
+    outcome: list[object] = []
+
+    with (
+        psycopg.connect(store_url) as reader,
+        psycopg.connect(store_url, autocommit=True) as creator,
+        psycopg.connect(store_url, autocommit=True) as watcher,
+    ):
+        reader.execute("SELECT count(*) FROM lab_results")  # held until the reader commits
+
+        def create() -> None:
+            try:
+                outcome.append(ensure_partitions(creator, month, month))
+            except psycopg.Error as error:
+                outcome.append(error)
+
+        thread = threading.Thread(target=create)
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted"
+        while watcher.execute(waiting, (creator.info.backend_pid,)).fetchone() == (0,):
+            assert thread.is_alive(), outcome
+        reader.execute("SELECT count(*) FROM clinical_outcomes")  # not a deadlock victim
+        reader.commit()
+        thread.join()
+
+    assert outcome == [len(TIME_SERIES_TABLES)]
