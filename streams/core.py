@@ -154,8 +154,7 @@ def _sparse(
         courses=not is_lab,
         labs=is_lab,
         wearable=days_may_close,
-        rules=_rules_changed(event, days_may_close),
-        risk=days_may_close,
+        rules=_rules_changed(event),
     )
     new.patient_id = event.patient_id
     new.events.remember(event.event_id, micros(event.observed_at), config.dedup.remembered_events)
@@ -172,28 +171,23 @@ def _sparse(
     return new, outputs
 
 
-#: The rule states a sparse event can change (safety rules keep none): its own
-#: family's rules (:func:`_apply_score`, :func:`_apply_lab`, :func:`_apply_outcome`;
-#: an event releases only held events of its own family), and the day rules
-#: and the risk alert when wearable days may close (:func:`_close_days`).
+#: The rule states a sparse event can change in its own family (safety rules
+#: keep none): :func:`_apply_score`, :func:`_apply_lab`, :func:`_apply_outcome`;
+#: an event releases only held events of its own family. The day rules and the
+#: risk alert change only when a day closes, and are copied then (:func:`_close_days`).
 _SCORE_RULES = frozenset({"deterioration", "bands", "mania", "relapse"})
 _LAB_RULES = frozenset({"lithium", "inflammation", "lab_status"})
 _OUTCOME_RULES = frozenset({"relapse"})
 _DAY_RULES = frozenset({"sleep_loss", "data_loss", "relapse_risk"})
 
 
-_SCORE_AND_DAY_RULES = _SCORE_RULES | _DAY_RULES
-_LAB_AND_DAY_RULES = _LAB_RULES | _DAY_RULES
-_OUTCOME_AND_DAY_RULES = _OUTCOME_RULES | _DAY_RULES
-
-
-def _rules_changed(event: SparseEvent, days_may_close: bool) -> frozenset[str]:
-    """The rule states :func:`_sparse` may change for ``event``: the ones it copies."""
+def _rules_changed(event: SparseEvent) -> frozenset[str]:
+    """The rule states :func:`_sparse` copies for ``event``: its family's."""
     if isinstance(event, ClinicalScore):
-        return _SCORE_AND_DAY_RULES if days_may_close else _SCORE_RULES
+        return _SCORE_RULES
     if isinstance(event, LabResult):
-        return _LAB_AND_DAY_RULES if days_may_close else _LAB_RULES
-    return _OUTCOME_AND_DAY_RULES if days_may_close else _OUTCOME_RULES
+        return _LAB_RULES
+    return _OUTCOME_RULES
 
 
 def _safety(event: SparseEvent, config: CoreConfig) -> list[AlertChange]:
@@ -307,7 +301,7 @@ def _wearable(
         new = state.copy()
         new.counters.duplicates += 1
         return new, []
-    new = state.copy(uploads=upload, order=True, wearable=True, rules=_DAY_RULES, risk=True)
+    new = state.copy(uploads=upload, order=True, wearable=True)
     new.patient_id = event.patient_id
     new.counters.events += 1
     stream = f"{event.source.system}|{event.source.device or ''}"
@@ -368,8 +362,15 @@ def _close_days(state: PatientState, cause: InputEvent, config: CoreConfig) -> l
     if newest is None:
         return []
     lateness = round(config.ordering.wearable_lateness_hours * 3600)
+    closed = wearable.close(newest // 1_000_000, lateness, config)
+    if not closed:
+        return []
+    # Copy-on-write: the day rules and the risk features are still those of the
+    # state ``process`` was given, shared because most events close no day.
+    state.rules = state.rules.clone_only(_DAY_RULES)
+    state.risk = state.risk.clone()
     outputs: list[Output] = []
-    for day in wearable.close(newest // 1_000_000, lateness, config):
+    for day in closed:
         outputs += out.day_updates(cause, day)
         trigger = Trigger(cause.patient_id, day.end, f"day:{day.day.isoformat()}")
         changes = state.rules.sleep_loss.evaluate(day, trigger, config)

@@ -62,10 +62,11 @@ class EventMemory:
 
     def remember(self, event_id: UUID, at: int, capacity: int) -> None:
         """Remember ``event_id`` observed at ``at``; forget the oldest beyond ``capacity``."""
-        self.ids[short_id(event_id)] = at
-        while len(self.ids) > capacity:
-            oldest = min(self.ids.items(), key=lambda item: (item[1], item[0]))
-            del self.ids[oldest[0]]
+        ids = self.ids
+        ids[short_id(event_id)] = at
+        while len(ids) > capacity:
+            # The oldest by (time, id), compared as tuples in C rather than by a key function.
+            del ids[min(zip(ids.values(), ids.keys(), strict=True))[1]]
 
     def clone(self) -> EventMemory:
         """An independent copy."""
@@ -103,6 +104,15 @@ class SampleCoverage:
         i = bisect_right(spans, start) - 1
         i -= i % 2
         return i >= 0 and spans[i + 1] >= end
+
+    def counted_until(self, stream: str) -> int | None:
+        """Where the counted time of ``stream`` ends (None: none counted).
+
+        Nothing from there on is covered: :meth:`covers` is False for any
+        ``[start, end)`` with ``start`` at or after it.
+        """
+        spans = self.spans.get(stream)
+        return spans[-1] if spans else None
 
     def add(self, stream: str, start: int, end: int, limit: int) -> bool:
         """Count ``[start, end)`` of ``stream``; False when it was wholly counted already."""

@@ -78,12 +78,17 @@ def local_midnight(day: date, key: str) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone(key))
 
 
+@lru_cache(maxsize=4096)
 def day_bounds(day: date, start_key: str, end_key: str) -> tuple[float, float]:
     """Epoch seconds of the start and end of a local day.
 
     The day starts at local midnight in the zone the patient was in when it
     began and ends at the next local midnight in the zone they were in at its
     end (after a flight west the day is longer than 24 hours).
+
+    Cached, as :func:`zone` is: the core asks for the bounds of a patient's
+    next day at every event until the day closes, and patients in one zone
+    share their days.
 
     >>> start, end = day_bounds(date(2026, 2, 10), "Europe/Berlin", "America/New_York")
     >>> (end - start) / 3600

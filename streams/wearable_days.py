@@ -107,11 +107,13 @@ class WearableDays:
         spans: dict[str, tuple[int, int]] = {}
         # Per sample this loop is the wearable path's hot spot: what does not
         # change within one delivery is looked up once (the zone of a key, a
-        # metric's dedup stream), and nothing here changes ``last_closed``.
+        # metric's dedup stream and where its counted time ends), and nothing
+        # here changes ``last_closed`` or the counted time (added after the loop).
         last_closed = self.last_closed
-        covers = self.seen.covers
+        seen = self.seen
+        covers = seen.covers
         opened = self.open
-        streams: dict[str, str] = {}
+        streams: dict[str, tuple[str, int | None]] = {}
         zone_key: str | None = None
         covered = (-1, -1)  # the hours of the last sample marked (``_cover``)
         tz: tzinfo = UTC  # replaced at the first sample: no key is None
@@ -132,7 +134,7 @@ class WearableDays:
                 continue
             if metric == "sleep":
                 day = (local + sleep_shift).date()
-                middle = datetime.fromtimestamp((start + max(start, end)) // 2, tz)
+                middle = datetime.fromtimestamp((start + (end if end > start else start)) // 2, tz)
                 minute = (middle.date() - day).days * 1440 + middle.hour * 60 + middle.minute
             else:
                 day, minute = taken, 0
@@ -140,10 +142,14 @@ class WearableDays:
             if identity in here:
                 duplicates += 1
                 continue
-            seen_as = streams.get(metric)
-            if seen_as is None:
-                seen_as = streams[metric] = f"{stream}|{metric}"
-            if covers(seen_as, start, end):
+            known = streams.get(metric)
+            if known is None:
+                seen_as = f"{stream}|{metric}"
+                known = streams[metric] = (seen_as, seen.counted_until(seen_as))
+            seen_as, until = known
+            # Time from the end of the counted time on is not covered: most
+            # samples of a new delivery are asked nothing more.
+            if until is not None and start < until and covers(seen_as, start, end):
                 duplicates += 1
                 continue
             here.add(identity)
@@ -152,7 +158,7 @@ class WearableDays:
             if totals is None:
                 totals = opened[day] = DayTotals()
             totals.add(metric, value, start, key, minute)
-            hours = (start // 3600, max(start, end - 1) // 3600)
+            hours = (start // 3600, (end - 1 if end > start else start) // 3600)
             if hours != covered:  # the same hours again set the same bits: skipped
                 covered = hours
                 self._cover(start, end)
@@ -194,6 +200,9 @@ class WearableDays:
             start, end = day_bounds(day, start_key, end_key)
             if end + lateness > newest:
                 break
+            if not closed:
+                # Copy-on-write: a clone shares these with the days it was made from.
+                self.history, self.zones = self.history.clone(), self.zones.clone()
             if totals is None:
                 self.gap_run += 1
                 if self.gap_run > config.wearable.max_gap_days:
@@ -256,7 +265,12 @@ class WearableDays:
         )
 
     def clone(self) -> WearableDays:
-        """An independent copy."""
+        """A copy to change, independent of this one.
+
+        The feature and zone histories change only when a day closes, which
+        most events do not do: they are shared, and :meth:`close` copies them
+        before it changes them.
+        """
         return WearableDays(
             {day: totals.clone() for day, totals in self.open.items()},
             self.last_closed,
@@ -265,7 +279,7 @@ class WearableDays:
             self.anchor,
             self.hours,
             self.last_data,
-            self.history.clone(),
-            self.zones.clone(),
+            self.history,
+            self.zones,
             self.seen.clone(),
         )

@@ -220,7 +220,7 @@ def test_clone_only_copies_the_named_rules_and_shares_the_others() -> None:
 def test_the_core_names_only_rules_that_exist() -> None:
     from streams import core
 
-    named = core._SCORE_AND_DAY_RULES | core._LAB_AND_DAY_RULES | core._OUTCOME_AND_DAY_RULES
+    named = core._SCORE_RULES | core._LAB_RULES | core._OUTCOME_RULES | core._DAY_RULES
     assert named <= {field for field in RuleStates.__dataclass_fields__}
 
 
