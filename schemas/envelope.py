@@ -211,7 +211,9 @@ class Envelope(BaseModel):
                 f"{MAX_CLOCK_SKEW} after received_at {self.received_at.isoformat()}; "
                 "an observation cannot come from the future (check the device clock)"
             )
-        if utc_before(self.observed_at, EARLIEST_OBSERVATION):
+        # A wall-clock year after 1970 is after 1970-01-01 in UTC too, whatever
+        # the offset (under a day): only earlier years are converted and compared.
+        if self.observed_at.year <= 1970 and utc_before(self.observed_at, EARLIEST_OBSERVATION):
             raise ValueError(
                 f"observed_at {self.observed_at.isoformat()} is before 1970-01-01; "
                 "accepted: a tz-aware timestamp of the observation"

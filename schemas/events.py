@@ -103,12 +103,13 @@ class ClinicalScore(Envelope):
     @field_validator("total")
     @classmethod
     def _scored(cls, total: int | None, info: ValidationInfo) -> int:
-        instrument_id = info.data.get("instrument")
+        data = info.data
+        instrument_id = data.get("instrument")
         if instrument_id is None:  # the instrument itself was invalid: reported there
             return total if total is not None else 0
-        if "items" not in info.data:  # items were invalid: reported there
+        if "items" not in data:  # items were invalid: reported there
             return total if total is not None else 0
-        items = info.data["items"]
+        items = data["items"]
         if items is None and total is None:
             raise ValueError(f"a {instrument_id} score needs items, a total, or both")
         return get_instrument(instrument_id).score(items, total)

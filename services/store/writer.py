@@ -498,7 +498,8 @@ class _Spans:
 
 
 def _month(when: datetime) -> tuple[int, int]:
-    utc = when if when.tzinfo is UTC else when.astimezone(UTC)
+    """The UTC month of ``when``; converted only when its offset is not zero (pydantic's UTC)."""
+    utc = when if when.tzinfo is UTC or not when.utcoffset() else when.astimezone(UTC)
     return utc.year, utc.month
 
 

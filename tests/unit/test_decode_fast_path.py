@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from schemas.dispatch import decode, decode_document, loads
-from schemas.events import LabResult
+from schemas.events import ClinicalScore, LabResult
 from schemas.examples import envelope_fields
 from schemas.topics import CLINICAL_SCORES, LAB_RESULTS
 from tests.factories import T0
@@ -25,6 +25,12 @@ def _lab(**changes: Any) -> bytes:
     document = json.loads(lab.model_dump_json())
     document.update(changes)
     return json.dumps(document).encode()
+
+
+def _score_with_a_repeated_total(first: bytes) -> bytes:
+    """A PHQ-9 total given twice: pydantic keeps the last and never reads ``first``."""
+    score = ClinicalScore(**envelope_fields(), instrument="phq9", rater="self", total=3)
+    return score.model_dump_json().encode()[:-1] + b',"total":' + first + b',"total":3}'
 
 
 def _with(raw: bytes, old: bytes, new: bytes) -> bytes:
@@ -54,8 +60,27 @@ def _full_path(raw: bytes, topic: str) -> Any:
         (_with(_lab(reported_value=7), b": 7,", b": " + b"7" * 400 + b","), LAB_RESULTS),
         (_lab()[:-1] + b', "value": 0.9}', LAB_RESULTS),  # a repeated key: the last one counts
         (b"\xef\xbb\xbf" + _lab(), LAB_RESULTS),  # a byte-order mark
+        (_lab(source={"system": "NHS Infirmary"}), LAB_RESULTS),  # capital N and I, no NaN
+        (_lab(source={"system": "NaN -Infinity"}), LAB_RESULTS),  # the words, inside a string
+        (_lab()[:-1] + b', "value": NaN, "value": 0.9}', LAB_RESULTS),  # NaN, then repeated
+        (_score_with_a_repeated_total(b"NaN"), CLINICAL_SCORES),
+        (_score_with_a_repeated_total(b"7" * 5000), CLINICAL_SCORES),  # json.loads: too long
     ],
-    ids=["valid", "wrong-topic", "reported", "nan", "infinity", "huge-int", "repeat", "bom"],
+    ids=[
+        "valid",
+        "wrong-topic",
+        "reported",
+        "nan",
+        "infinity",
+        "huge-int",
+        "repeat",
+        "bom",
+        "capitals",
+        "words",
+        "nan-repeated",
+        "score-nan-repeated",
+        "score-long-int-repeated",
+    ],
 )
 def test_decode_agrees_with_the_full_path(raw: bytes, topic: str) -> None:
     decoded = decode(raw, topic=topic, received_at=T0)

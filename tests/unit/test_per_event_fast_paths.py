@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.dispatch import decode, decode_document, loads
+from schemas.dispatch import _lenient_json, decode, decode_document, loads
 from schemas.envelope import utc, utc_before, utc_difference
 from schemas.events import ClinicalOutcome, LabResult, WearableUpload
 from schemas.examples import envelope_fields
@@ -78,6 +78,32 @@ def test_time_order_is_utc_order(first: datetime, second: datetime, same_zone: b
     assert _outcome(utc_difference, first, second) == _outcome(
         lambda a, b: utc(a) - utc(b), first, second
     )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    moment=st.one_of(
+        _MOMENTS,
+        st.builds(
+            lambda naive, zone: naive.replace(tzinfo=zone),
+            st.datetimes(min_value=datetime(1969, 12, 30), max_value=datetime(1971, 1, 2)),
+            _ZONES,
+        ),
+    )
+)
+def test_the_earliest_observation_is_judged_in_utc(moment: datetime) -> None:
+    """The envelope converts only times whose wall-clock year is 1970 or earlier."""
+    try:
+        before_1970 = utc(moment) < datetime(1970, 1, 1, tzinfo=UTC)
+    except OverflowError:
+        return  # refused by the field itself (test_a_record_at_the_edge_of_the_calendar_...)
+    fields = envelope_fields(observed_at=moment, received_at=moment)
+    try:
+        ClinicalOutcome(**fields, outcome="relapse")
+    except ValidationError as error:
+        assert before_1970 and "is before 1970-01-01" in str(error)
+    else:
+        assert not before_1970
 
 
 def test_a_fall_back_hour_in_one_zone_is_ordered_in_utc() -> None:
@@ -202,6 +228,23 @@ def test_an_infinite_medication_dose_is_refused() -> None:
     letter = decode(raw, topic=CLINICAL_OUTCOMES, received_at=T0)
     assert letter.kind == "dead_letter"
     assert [error.field for error in letter.errors] == ["medication.dose"]
+
+
+def _lenient_in_full(data: bytes) -> bool:
+    """What :func:`schemas.dispatch._lenient_json` decides, by plain substring searches."""
+    digits = data.translate(bytes.maketrans(b"0123456789", b"0" * 10))
+    return b"NaN" in data or b"Infinity" in data or b"0" * 300 in digits
+
+
+_FRAGMENTS = st.sampled_from(
+    [b"N", b"Na", b"NaN", b"aN", b"I", b"Inf", b"Infinity", b"nfinity", b"7" * 150, b'"x":1', b" "]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_FRAGMENTS, st.binary(max_size=8)), max_size=40).map(b"".join))
+def test_records_the_parsers_may_disagree_on_are_found_as_in_full(data: bytes) -> None:
+    assert _lenient_json(data) == _lenient_in_full(data)
 
 
 # --------------------------------------------------------------------------- rule states

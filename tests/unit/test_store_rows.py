@@ -1,22 +1,31 @@
-"""The writer's rows for wearable uploads are the rows the table specs define.
+"""The writer's rows are the rows the table specs define, however they are built.
 
 The writer builds an upload's sample rows straight from its readings
 (:func:`services.store.writer.rows_of`) instead of through a ``WearableSample``
-per reading; what it stores must not change: same values, same payload text.
+per reading, and a score's items column from its payload; what it stores must
+not change: same values, same payload text.
 """
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from schemas.envelope import Source
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
+from schemas.envelope import Source, utc
 from schemas.events import ClinicalScore, WearableUpload
 from schemas.examples import EXAMPLE_KEY, envelope_fields
 from schemas.identity import event_id_for, pseudonymise
+from schemas.instruments import INSTRUMENTS
 from services.simulator import simulate_cohort
 from services.store.rollups import ROLLUPS
-from services.store.tables import stored_events
-from services.store.writer import _Spans, rows_of
+from services.store.tables import CLINICAL_SCORES, Row, _envelope, _json, stored_events
+from services.store.writer import _month, _Spans, rows_of
 
 BERLIN_SUMMER = timezone(timedelta(hours=2))
 
@@ -135,3 +144,121 @@ def test_rollup_partials_group_by_utc_day_and_keep_the_latest_value() -> None:
         ("p1", "crp", march_2, "mg/L", 1, 1.0, 1.0, 1.0, 1.0, rows[4][1], late_evening),
         ("p1", "crp", march_1, "g/L", 1, 4.0, 4.0, 4.0, 4.0, late_evening, late_evening),
     ]
+
+
+# --------------------------------------------------------------------------- score rows
+
+
+def _score_row_in_full(score: ClinicalScore) -> Row:
+    """A score's row built the general way: each JSON column encoded on its own."""
+    return (
+        *_envelope(score),
+        score.instrument,
+        score.version,
+        score.rater,
+        _json(score.items),
+        score.total,
+        score.model_dump_json(),
+    )
+
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12)
+_OFFSETS = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=45)), timezone(timedelta(hours=-3))]
+)
+
+
+@st.composite
+def _scores(draw: st.DrawFn) -> ClinicalScore:
+    instrument = draw(st.sampled_from(sorted(INSTRUMENTS.values(), key=lambda i: i.id)))
+    items = draw(
+        st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {item.key: st.integers(item.low, item.high) for item in instrument.items}
+            ),
+        )
+    )
+    total = (
+        None
+        if items is not None
+        else draw(st.integers(instrument.total_low, instrument.total_high))
+    )
+    observed = draw(st.datetimes(datetime(2020, 1, 1), datetime(2030, 1, 1), timezones=_OFFSETS))
+    source = Source(
+        system=draw(_TEXT.filter(str.strip)), device=draw(st.sampled_from([None, 'w"atch']))
+    )
+    return ClinicalScore(
+        **envelope_fields(
+            observed_at=observed, received_at=observed + timedelta(minutes=5), source=source
+        ),
+        instrument=draw(st.sampled_from([instrument.id, instrument.name])),
+        version=draw(st.one_of(st.none(), _TEXT.filter(str.strip))),
+        rater=draw(st.sampled_from(sorted(instrument.raters))),
+        items=items,
+        total=total,
+        time_zone=draw(st.sampled_from([None, "Europe/Berlin"])),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_scores())
+def test_score_rows_equal_the_rows_built_in_full(score: ClinicalScore) -> None:
+    row = CLINICAL_SCORES.row(score)
+    assert row == _score_row_in_full(score)
+    assert row[-1] == score.model_dump_json()
+
+
+class _Rating(enum.IntEnum):
+    TWO = 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(
+            st.sampled_from(["1", "9", "P1", '"items":', ',"total":', "\u00e9", "x"]),
+            st.text(max_size=4),
+        ),
+        st.one_of(
+            st.integers(-5, 30), st.integers(-(2**80), 2**80), st.booleans(), st.just(_Rating.TWO)
+        ),
+        max_size=12,
+    )
+)
+def test_score_rows_of_items_a_validated_score_cannot_hold_take_the_general_path(
+    items: dict[str, Any],
+) -> None:
+    """Made without validation (``model_copy``), the items column is still ``json.dumps``'s."""
+    score = ClinicalScore(**envelope_fields(), instrument="phq9", rater="self", total=5)
+    odd = score.model_copy(update={"items": items})
+    assert CLINICAL_SCORES.row(odd) == _score_row_in_full(odd)
+
+
+# --------------------------------------------------------------------------- months
+
+
+_ZONES = st.sampled_from(
+    [
+        UTC,
+        timezone(timedelta(0)),
+        timezone(timedelta(hours=2)),
+        timezone(timedelta(hours=-9, minutes=-30)),
+        ZoneInfo("Europe/London"),  # +00:00 in winter, +01:00 in summer
+        ZoneInfo("Pacific/Kiritimati"),
+        TypeAdapter(datetime).validate_json('"2026-01-01T00:00:00Z"').tzinfo,  # pydantic's
+        TypeAdapter(datetime).validate_json('"2026-01-01T00:00:00-00:30"').tzinfo,
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.builds(
+        lambda naive, zone: naive.replace(tzinfo=zone),
+        st.datetimes(datetime(1970, 1, 1), datetime(2100, 1, 1)),
+        _ZONES,
+    )
+)
+def test_a_rows_month_is_its_utc_month(moment: datetime) -> None:
+    assert _month(moment) == (utc(moment).year, utc(moment).month)
