@@ -12,13 +12,12 @@ The *flavour* is chosen on the first run: ``timescale`` when the
 every migration and kept for the life of the database.
 
 >>> [m.version for m in plan("postgres")]
-['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009']
+['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010']
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -39,11 +38,6 @@ _LOCK_KEY = int.from_bytes(b"psymon", "big")
 #: Monthly partitions kept ready before and after the current month.
 MONTHS_BEHIND = 1
 MONTHS_AHEAD = 3
-
-#: The longest creating partitions waits for one lock before it rolls back and
-#: tries again (:func:`ensure_partitions`), and the pauses between its attempts.
-PARTITION_LOCK_WAIT = "200ms"
-PARTITION_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class MigrationError(RuntimeError):
@@ -185,29 +179,19 @@ def ensure_partitions(conn: psycopg.Connection[Any], from_time: datetime, to_tim
         raise ValueError(
             f"to_time {to_time.isoformat()} is before from_time {from_time.isoformat()}"
         )
-    for pause in (*PARTITION_RETRY_PAUSES, None):
-        try:
-            with conn.transaction():
-                # Give way to readers rather than deadlock them: the function locks
-                # every partitioned table in name order, a reader of a view in the
-                # view's order. Waiting no longer than this for any lock, it is the
-                # one to roll back, before the server's deadlock check (1 s) would
-                # pick a reader; set_config(..., true) ends with this transaction.
-                previous = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
-                conn.execute("SELECT set_config('lock_timeout', %s, true)", (PARTITION_LOCK_WAIT,))
-                row = conn.execute(
-                    "SELECT psymon_ensure_partitions(%s, %s)", (from_time, to_time)
-                ).fetchone()
-                conn.execute(
-                    "SELECT set_config('lock_timeout', %s, true)",
-                    (previous[0] if previous else "0",),
-                )
-            return int(row[0]) if row else 0
-        except psycopg.errors.LockNotAvailable:
-            if pause is None:
-                raise
-            time.sleep(pause)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    # One transaction per table (migration 0010): holding no table's lock while
+    # waiting for another's, this cannot deadlock a reader that locks the same
+    # tables in another order.
+    with conn.transaction():
+        parents = [row[0] for row in conn.execute("SELECT psymon_partitioned_parents()")]
+    created = 0
+    for parent in parents:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT psymon_ensure_table_partitions(%s, %s, %s)", (parent, from_time, to_time)
+            ).fetchone()
+        created += int(row[0]) if row else 0
+    return created
 
 
 def ensure_partitions_around(conn: psycopg.Connection[Any], now: datetime) -> int:

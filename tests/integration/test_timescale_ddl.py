@@ -111,7 +111,18 @@ def migrated(timescale_url: str) -> list[str]:
 def test_the_timescale_branch_is_chosen_and_applied_once(
     timescale_url: str, migrated: list[str]
 ) -> None:
-    assert migrated == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
+    assert migrated == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+        "0009",
+        "0010",
+    ]
     with psycopg.connect(timescale_url, autocommit=True) as conn:
         assert migrate(conn) == []
         assert recorded_flavour(conn) == "timescale"

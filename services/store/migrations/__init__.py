@@ -25,6 +25,7 @@ from services.store.migrations import (
     v0007_subgroup_views,
     v0008_model_versions,
     v0009_standalone_samples_index,
+    v0010_partitions_table_by_table,
 )
 
 MIGRATIONS: tuple[ModuleType, ...] = (
@@ -37,6 +38,7 @@ MIGRATIONS: tuple[ModuleType, ...] = (
     v0007_subgroup_views,
     v0008_model_versions,
     v0009_standalone_samples_index,
+    v0010_partitions_table_by_table,
 )
 
 __all__ = ["MIGRATIONS"]
