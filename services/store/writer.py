@@ -215,6 +215,7 @@ class StoreWriter:
         """
         known, months = self._months, batch.spans.months
         checked = len(months)
+        reading = _Reading(source, batch)
         names = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(spec.name), names
@@ -227,8 +228,7 @@ class StoreWriter:
                     for _, row in pending:
                         write_row(row)
                     written = len(pending)
-                    for event in source:
-                        batch.add(event)
+                    for _ in reading:
                         if len(months) != checked and self._partitioned:
                             if not months <= known:
                                 raise _NewMonth
@@ -240,6 +240,8 @@ class StoreWriter:
                 if rollup is not None:
                     rollup.add_rows(cursor, spec.columns, (row for _, row in pending))
         except (psycopg.DataError, psycopg.IntegrityError, UnicodeError):
+            if reading.failed:
+                raise  # not the database refusing a row: the batch is not loaded
             return False
         return True
 
@@ -394,6 +396,29 @@ class StoreWriter:
                 [spans[p][2] for p in patients],
             ),
         )
+
+
+class _Reading:
+    """The events of ``source``, each added to ``batch`` before it is yielded.
+
+    ``failed``: reading or adding raised. :meth:`StoreWriter._stream` takes
+    some errors from its COPY for the database refusing a row; the same error
+    from the events' side must not be taken for that, or the events after it
+    would be left out of the batch.
+    """
+
+    def __init__(self, source: Iterator[Storable], batch: _Batch) -> None:
+        self._source, self._batch = source, batch
+        self.failed = False
+
+    def __iter__(self) -> Iterator[Storable]:
+        try:
+            for event in self._source:
+                self._batch.add(event)
+                yield event
+        except BaseException:
+            self.failed = True
+            raise
 
 
 class _NewMonth(Exception):

@@ -336,6 +336,27 @@ def test_the_first_table_is_copied_while_later_events_are_still_being_read(
     assert query("SELECT count(*) FROM wearable_samples") == [(samples,)]
 
 
+def test_an_error_reading_the_events_during_the_copy_is_not_taken_for_a_refused_row(
+    store_url: str, query: Query
+) -> None:
+    # The COPY takes some errors (UnicodeError among them) for the database
+    # refusing a row and loads the batch the careful way; the same error from
+    # the events' side would have left every later event out of the batch.
+    uploads = [
+        e
+        for e in cohort_events(patients=2, days=2, readings_per_day=20)
+        if isinstance(e, WearableUpload)
+    ]
+
+    def read() -> Iterator[WearableUpload]:
+        yield from uploads[:2]
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "a record that is not UTF-8")
+
+    with psycopg.connect(store_url) as conn, pytest.raises(UnicodeDecodeError):
+        StoreWriter(conn).write(read())
+    assert query("SELECT count(*) FROM wearable_uploads") == [(0,)]  # nothing half-loaded
+
+
 class LosesOneDeadlock(StoreWriter):
     """A writer whose first attempt at a batch loses a deadlock after its COPY went in."""
 
