@@ -8,6 +8,7 @@ without importing the trainer. Each option's default is the trainer's own
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,9 +46,13 @@ class TrainingOption:
 
     def check(self, value: float) -> None:
         """Refuse ``value`` below the option's bound, naming the option, the value and the bound."""
-        if value < self.minimum or (self.minimum_open and value == self.minimum):
+        if (
+            not math.isfinite(value)
+            or value < self.minimum
+            or (self.minimum_open and value == self.minimum)
+        ):
             bound = f"> {self.minimum:g}" if self.minimum_open else f">= {self.minimum:g}"
-            raise ValueError(f"{self.flag} is {value:g}; accepted: a number {bound}")
+            raise ValueError(f"{self.flag} is {value:g}; accepted: a finite number {bound}")
 
 
 TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
@@ -119,7 +124,7 @@ def training_keywords(values: Mapping[str, Any]) -> dict[str, Any]:
     >>> training_keywords({o.dest: o.default for o in TRAINING_OPTIONS} | {"grace_minutes": -1})
     Traceback (most recent call last):
     ...
-    ValueError: --grace-minutes is -1; accepted: a number >= 0
+    ValueError: --grace-minutes is -1; accepted: a finite number >= 0
     """
     for option in TRAINING_OPTIONS:
         option.check(values[option.dest])

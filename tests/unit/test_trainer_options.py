@@ -40,11 +40,16 @@ def test_the_label_grace_default_is_the_learners_own() -> None:
 
 @pytest.mark.parametrize(
     ("flag", "value", "accepted"),
-    [("--publish-every-days", "0", "> 0"), ("--grace-minutes", "-5", ">= 0")],
+    [
+        ("--publish-every-days", "0", "> 0"),
+        ("--grace-minutes", "-5", ">= 0"),
+        ("--publish-every-days", "inf", "> 0"),
+        ("--idle-seconds", "nan", ">= 0"),
+    ],
 )
 def test_a_value_out_of_bounds_is_refused_naming_the_option(
     flag: str, value: str, accepted: str
 ) -> None:
     result = CliRunner().invoke(cli, ["trainer", flag, value])
     assert result.exit_code == 2
-    assert f"{flag} is {value}; accepted: a number {accepted}" in result.output
+    assert f"{flag} is {value}; accepted: a finite number {accepted}" in result.output
