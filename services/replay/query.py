@@ -199,16 +199,8 @@ def count_input_events(conn: psycopg.Connection[Any], query: EventQuery) -> int:
     """How many stored input events ``query`` selects (for progress bars)."""
     where, params = query.where()
     statement = sql.SQL("SELECT count(*) FROM v_input_events WHERE {}").format(where)
-    for attempt in range(3):
-        try:
-            row = conn.execute(statement, params).fetchone()
-            return int(row[0]) if row else 0
-        except psycopg.errors.TransactionRollback:
-            # A sink creating a month's partition at this moment may pick this
-            # read as a deadlock victim; the count is only for a progress bar.
-            if attempt == 2:
-                raise
-    return 0
+    row = conn.execute(statement, params).fetchone()
+    return int(row[0]) if row else 0
 
 
 def read_input_events(

@@ -197,19 +197,10 @@ class ReplaySource:
 
     def _plan(self) -> None:
         """Count each patient's events in an exported snapshot; start the processes if worth it."""
-        for attempt in range(3):
-            self._conn = _snapshot_connection(self.url)
-            try:
-                row = self._conn.execute("SELECT pg_export_snapshot()").fetchone()
-                snapshot = str(row[0]) if row else ""
-                counts = _patient_counts(self._conn, self.query)
-                break
-            except psycopg.errors.TransactionRollback:
-                # A sink creating a month's partition at this moment may pick this
-                # read as a deadlock victim; a new snapshot is as good.
-                self._conn.close()
-                if attempt == 2:
-                    raise
+        self._conn = _snapshot_connection(self.url)
+        row = self._conn.execute("SELECT pg_export_snapshot()").fetchone()
+        snapshot = str(row[0]) if row else ""
+        counts = _patient_counts(self._conn, self.query)
         self.total = sum(n for _, n in counts)
         self.processes = processes_for(self.total, len(counts), self.jobs)
         if self.processes == 1:

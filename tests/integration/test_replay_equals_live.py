@@ -186,8 +186,6 @@ def stored_outputs(url: str, patients: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def stored_inputs(url: str, patients: list[str]) -> int:
-    # count_input_events tries again when the sink, creating a month's partition
-    # at that moment, picks the count as a deadlock victim (seen here).
     with psycopg.connect(url, autocommit=True) as conn:
         return count_input_events(conn, EventQuery(patients=tuple(patients)))
 
