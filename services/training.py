@@ -195,9 +195,10 @@ class Trainer:
         A trained version is published only once the learner has learnt at
         least this many positive and negative days. Until then workers keep
         scoring with the version before (version 0: a constant prior that
-        raises no alert). Positives are released as soon as an outcome is
-        known, negatives only after horizon + grace, so a young learner has
-        seen mostly positives and would overestimate everyone's risk.
+        raises no alert). A few labelled days make a noisy model; every day
+        is learnt only once its label is final (horizon + grace after it),
+        so positives and negatives of the same days arrive together
+        (:mod:`streams.models.labels`).
     resume
         Continue the numbering after this published version instead of
         publishing version 0 (a trainer that lost its checkpoint, rebuilt

@@ -188,11 +188,14 @@ class RiskConfig(_Section):
 
     Inputs are computed as each wearable day closes, from the day's robust
     z-scores against the patient's own baseline (:mod:`streams.models.features`).
-    The default alert threshold is the median of those ``psymon evaluate``
+    The default alert threshold (0.11) is the median of those ``psymon evaluate``
     chose on its three simulated training cohorts for
-    ``alert_budget_per_patient_month`` (0.25: the threshold for 1 alert per
-    patient-month kept an alert open on 43 % of days). It belongs to models
-    trained as there (``docs/model-card.md``); choose it again for another model.
+    ``alert_budget_per_patient_month`` (0.25) while positive days were learnt
+    as soon as their outcome was known. With every day's label waiting the
+    same time (:mod:`streams.models.labels`) the evaluation chooses lower
+    thresholds (``docs/model-card.md``), so the default alerts less than that
+    budget there. It belongs to models trained as there; choose it again for
+    another model or cohort.
     """
 
     #: A relapse or hospitalisation onset within this many days after a day makes it positive.

@@ -150,6 +150,22 @@ def _prequential_table(report: EvaluationReport) -> list[str]:
     return rows
 
 
+def _default_threshold(default: float, strict: list[float]) -> str:
+    """What the card says of ``RiskConfig.alert_threshold`` against the stricter budget's median."""
+    chosen = median(strict)
+    if round(default, 2) == round(chosen, 2):
+        return (
+            "`RiskConfig.alert_threshold` defaults to the stricter budget's median: at the "
+            "looser one an alert stays open on a large share of days."
+        )
+    side, burden = ("above", "fewer") if default > chosen else ("below", "more")
+    return (
+        f"`RiskConfig.alert_threshold` defaults to {default:g}, {side} the stricter budget's "
+        f"median ({burden} alerts than that budget on these cohorts); choose the threshold on "
+        "your own cohort."
+    )
+
+
 def _weights(report: EvaluationReport) -> list[str]:
     model = report.seeds[0].model
     ranked = sorted(zip(model.features, model.weights, strict=True), key=lambda t: -abs(t[1]))[:10]
@@ -248,9 +264,11 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         f"learning rate {settings.learning_rate:g}, L2 {settings.l2:g}, averaged weights), one "
         "pass, in the order labels became known (`streams/models/logistic.py`).",
         f"* **Labels** (`streams/models/labels.py`): a day is positive when a relapse, "
-        f"recurrence or hospitalisation onset falls within 28 days after it. A day waits until "
-        f"an outcome makes it positive or until 28 + {settings.grace_days} days have passed; "
-        "an outcome counts only from its `received_at`. Days within "
+        f"recurrence or hospitalisation onset falls within 28 days after it. Every day waits "
+        f"28 + {settings.grace_days} days for its label, positive or negative (a positive "
+        "learnt as soon as its outcome is known would reach the learner weeks before the "
+        "negatives of the same days, and every young model would overestimate risk); an "
+        "outcome counts only from its `received_at`. Days within "
         f"{settings.refractory_days} days after a known onset are not learnt from.",
         f"* **Versions**: the trainer publishes a numbered version every "
         f"{settings.publish_every_days} days of event time; every `RiskAssessment` names "
@@ -262,8 +280,7 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         f"chosen on the training cohorts for {settings.budget:g} alert per patient-month: "
         f"{', '.join(f'{t:.3f}' for t in thresholds)} (median {median(thresholds):.3f}); for "
         f"{settings.tight_budget:g}: {', '.join(f'{t:.3f}' for t in strict)} (median "
-        f"{median(strict):.3f}). `RiskConfig.alert_threshold` defaults to the stricter "
-        "budget's median: at the looser one an alert stays open on a large share of days.",
+        f"{median(strict):.3f}). {_default_threshold(settings.risk.alert_threshold, strict)}",
         "",
         "Largest weights of the seed-" + str(report.seeds[0].seed) + " model (small, and "
         "not all of the expected sign: the inputs are weak and correlated, and averaged "
@@ -358,10 +375,13 @@ def write_card(report: EvaluationReport, out_dir: Path) -> Path:
         "version 0: a constant 5 %, below the alert threshold, so it raises no `relapse_risk` "
         "alert, while its assessments feed the trainer. A trained version is published only "
         "once the learner has learnt at least 20 positive and 500 negative days (`psymon "
-        "trainer --min-positives/--min-negatives`): positives are labelled as soon as an "
-        "outcome is known, negatives only after 28 + 28 days, so a young learner has seen "
-        "mostly positives and would overestimate everyone's risk. The evaluation above applies "
-        "no such minimum (its held-out model has learnt thousands of days).",
+        "trainer --min-positives/--min-negatives`). Every day is learnt once its label is "
+        "final, 28 + 28 days after it, positive or negative: a positive is known as soon as "
+        "its outcome arrives, but learnt then it would reach the learner weeks before the "
+        "negatives of the same days, and a young learner would overestimate everyone's risk "
+        "(`streams/models/labels.py`; a demo run before this rule published versions that "
+        "alerted on 195 of 200 patients). The evaluation above applies no minimum (its "
+        "held-out model has learnt thousands of days).",
         "* **Every worker scores with the newest version it has.** A background thread polls "
         "`psymon.models.v1` every 2 seconds (`services/live_models.py`) and swaps "
         "`config.with_model(newest)`; each batch is scored with the configuration current when "

@@ -215,6 +215,19 @@ def test_the_learner_is_deterministic() -> None:
 # --------------------------------------------------------------------------- labels
 
 
+def test_positives_and_negatives_of_the_same_days_reach_the_learner_together() -> None:
+    """No moment when the released days hold more than their true share of positives."""
+    labeller = DelayedLabeller(horizon=28 * DAY_US, grace=14 * DAY_US, refractory=56 * DAY_US)
+    for patient, onset in (("a", 60), ("b", None), ("c", None), ("d", 90)):
+        for d in range(0, 120):
+            labeller.add_snapshot(patient, d * DAY_US, (float(d),))
+        if onset is not None:
+            labeller.add_outcome(patient, onset=onset * DAY_US, received=(onset + 7) * DAY_US)
+    for now in range(0, 200):
+        for day in labeller.release(now * DAY_US):
+            assert day.at + 42 * DAY_US <= now * DAY_US  # never before it is due
+
+
 def test_an_outcome_handed_over_early_is_not_used_before_it_arrives() -> None:
     """The leak attempt: the outcome is known to the caller, but not yet to psymon."""
     labeller = DelayedLabeller(horizon=28 * DAY_US, grace=0, refractory=56 * DAY_US)
@@ -224,18 +237,20 @@ def test_an_outcome_handed_over_early_is_not_used_before_it_arrives() -> None:
     assert [(x.at, x.label) for x in leaked] == [(10 * DAY_US, False)]
 
 
-def test_a_known_outcome_labels_the_days_before_it_at_once_and_drops_the_episode() -> None:
+def test_a_known_outcome_labels_the_days_before_it_when_due_and_drops_the_episode() -> None:
     labeller = DelayedLabeller(horizon=28 * DAY_US, grace=14 * DAY_US, refractory=56 * DAY_US)
     for d in range(0, 80):
         labeller.add_snapshot("p", d * DAY_US, (float(d),))
     labeller.add_outcome("p", onset=50 * DAY_US, received=55 * DAY_US)
     released = labeller.release(55 * DAY_US)
-    positive = sorted(int(x.x[0]) for x in released if x.label)
-    negative = sorted(int(x.x[0]) for x in released if not x.label)
-    assert positive == list(range(22, 50))
-    assert negative == list(range(0, 14))  # due: 42 days passed
+    # Only the days that are due (42 days passed), positive or not: a positive
+    # known early waits like a negative (streams.models.labels, the sampling bias).
+    assert [(int(x.x[0]), x.label) for x in released] == [(d, False) for d in range(0, 14)]
     later = labeller.release(200 * DAY_US)
-    assert sorted(int(x.x[0]) for x in later) == list(range(14, 22))  # 50-79: refractory
+    positive = sorted(int(x.x[0]) for x in later if x.label)
+    negative = sorted(int(x.x[0]) for x in later if not x.label)
+    assert positive == list(range(22, 50))
+    assert negative == list(range(14, 22))  # 50-79: refractory
     assert labeller.pending_count() == 0
     labeller.add_snapshot("p", 60 * DAY_US, (0.0,))  # inside the known episode: not kept
     assert labeller.pending_count() == 0
