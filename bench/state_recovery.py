@@ -24,7 +24,7 @@ import json
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import _harness as h
@@ -38,8 +38,12 @@ WAIT = 240.0
 
 
 def probe(patient: str) -> ClinicalScore:
-    """A new PHQ-9 of ``patient``, later than any simulated history."""
-    when = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    """A new PHQ-9 of ``patient``, later than any simulated history and not after now.
+
+    A fixed date ran out: a score received more than a day after the worker's
+    clock is a dead letter, and then no course update ever comes.
+    """
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     return ClinicalScore(
         event_id=uuid.uuid4(),
         patient_id=patient,
