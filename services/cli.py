@@ -10,12 +10,14 @@ import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 import click
 
+from schemas.topics import MODELS
 from services.intake import Format, Verdict, read_verdicts
 from services.settings import Settings, SettingsError, load_settings
 from services.trainer_options import training_click_options, training_keywords
@@ -221,6 +223,14 @@ def broker(partitions: int | None) -> None:
         raise click.ClickException(str(error)) from None
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def models_topic_option(help: str) -> Callable[[F], F]:
+    """``--models-topic``: the compacted topic of model versions (:data:`schemas.topics.MODELS`)."""
+    return click.option("--models-topic", default=MODELS, show_default=True, help=help)
+
+
 @cli.command()
 @click.option(
     "--app-id",
@@ -234,11 +244,8 @@ def broker(partitions: int | None) -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-@click.option(
-    "--models-topic",
-    default="psymon.models.v1",
-    show_default=True,
-    help="Score with the newest relapse-risk model version published here (by `psymon trainer`).",
+@models_topic_option(
+    "Score with the newest relapse-risk model version published here (by `psymon trainer`)."
 )
 @click.option(
     "--no-models",
@@ -279,12 +286,7 @@ def worker(app_id: str, loglevel: str, models_topic: str, no_models: bool) -> No
 
 
 @cli.command()
-@click.option(
-    "--models-topic",
-    default="psymon.models.v1",
-    show_default=True,
-    help="Where versions are published (compacted, one partition; created if missing).",
-)
+@models_topic_option("Where versions are published (compacted, one partition; created if missing).")
 @training_click_options
 @click.option(
     "--loglevel",
@@ -903,12 +905,7 @@ def subgroups() -> None:
     help="Where versions are published (default: PSYMON_DATA_DIR/models).",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "--models-topic",
-    default="psymon.models.v1",
-    show_default=True,
-    help="Where workers find versions (compacted, one partition; created if missing).",
-)
+@models_topic_option("Where workers find versions (compacted, one partition; created if missing).")
 @click.option(
     "--no-publish",
     is_flag=True,
