@@ -500,7 +500,13 @@ def demo(
 def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int, float] | None) -> None:
     import threading
 
-    from services.runtime import ProgressProbe, Stack, StackError, stop_signals
+    from services.runtime import (
+        ProgressProbe,
+        Stack,
+        StackError,
+        shielded_from_signals,
+        stop_signals,
+    )
 
     settings = _settings()
     began = time.monotonic()
@@ -542,7 +548,8 @@ def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int, flo
         raise click.ClickException(str(error)) from None
     finally:
         stop.set()
-        stack.stop()
+        with shielded_from_signals(lambda line: click.echo(f"psymon  {line}")):
+            stack.stop()
         click.echo("psymon  stopped")
 
 

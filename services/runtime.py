@@ -181,7 +181,30 @@ def running(
     try:
         yield stack.start(echo=echo)
     finally:
-        stack.stop()
+        with shielded_from_signals(echo):
+            stack.stop()
+
+
+@contextmanager
+def shielded_from_signals(echo: Any = print) -> Iterator[None]:
+    """Let a stop finish: Ctrl-C or SIGTERM while it runs is acknowledged, not obeyed.
+
+    An impatient second Ctrl-C used to interrupt :meth:`Stack.stop` halfway,
+    leaving the database and broker to die by ``PR_SET_PDEATHSIG``'s SIGKILL
+    instead of a clean shutdown, and the command to end in click's "Aborted!".
+    Every child has a bounded stop (:data:`STOP_TIMEOUT`, then SIGKILL), so
+    the wait is bounded too.
+    """
+
+    def acknowledge(signum: int, frame: Any) -> None:
+        echo("still stopping: every component gets a clean shutdown first")
+
+    previous = {sig: signal.signal(sig, acknowledge) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager
