@@ -75,14 +75,24 @@ def run_patients(
 
     What a replay runs: its events come patient by patient, so a finished
     patient's state is dropped and memory stays flat however many patients.
+    The loop of :func:`run_core` written out with one state instead of a
+    dict of them (a replay runs it once per input event).
     """
-    states: dict[str, PatientState] = {}
+    core_config = config if config is not None else CoreConfig()
     current: str | None = None
-    for event, outputs in run_core(events, config, states, config_for):
-        if event.patient_id != current:
-            if current is not None:
-                states.pop(current, None)
-            current = event.patient_id
+    state: PatientState | None = None  # the current patient's, once an event was applied
+    for event in events:
+        patient = event.patient_id
+        if patient != current:
+            current, state = patient, None
+        event_config = core_config if config_for is None else config_for(event)
+        try:
+            state, outputs = process(
+                PatientState(patient_id=patient) if state is None else state, event, event_config
+            )
+        except Exception as error:
+            yield event, [core_failure(event, error)]
+            continue
         yield event, outputs
 
 

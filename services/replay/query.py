@@ -34,25 +34,28 @@ How exact is that?
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import types
 import typing
-from collections.abc import Callable, Collection, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
-from pydantic import AwareDatetime, BaseModel, TypeAdapter
-from pydantic_core import from_json
+from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator, core_schema, from_json
 
 from schemas.events import (
     RAW_KINDS,
     ClinicalOutcome,
     ClinicalScore,
     LabResult,
-    WearableReading,
     WearableSample,
     WearableUpload,
 )
@@ -67,7 +70,7 @@ INPUT_KINDS: tuple[str, ...] = tuple(sorted(RAW_KINDS))
 ARRIVAL_ORDER = "received_at, observed_at, event_id"
 
 #: Rows fetched per round trip from the server-side cursor.
-FETCH_ROWS = 5000
+FETCH_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -208,12 +211,16 @@ def read_input_events(
     query: EventQuery,
     *,
     before: InputEvent | None = None,
+    prefetch: bool = False,
 ) -> Generator[InputEvent, None, None]:
     """The selected input events, grouped by patient, each patient's in arrival order.
 
     Streams through a server-side cursor, so memory stays flat however long
     the history. ``before``: only events that arrived before this one (by the
     arrival order), for rebuilding a state just before ``before`` is applied.
+    ``prefetch``: fetch the next :data:`FETCH_ROWS` rows in a thread while the
+    caller works on these (:class:`_Prefetch`; for long reads, such as a
+    replay's).
 
     The cursor runs in a transaction of its own (a savepoint when ``conn`` is
     already in one), closed when the iteration ends.
@@ -222,221 +229,192 @@ def read_input_events(
     statement = sql.SQL(
         "SELECT payload::text FROM v_input_events WHERE {} ORDER BY patient_id, " + ARRIVAL_ORDER
     ).format(where)
+    rebuild = _REBUILD.validate_json
     with conn.transaction(), conn.cursor(name="psymon_replay_events") as cursor:
         cursor.itersize = FETCH_ROWS
         cursor.execute(statement, params)
-        while rows := cursor.fetchmany(FETCH_ROWS):
-            for (payload,) in rows:
-                yield stored_event(payload)
+        ahead = _Prefetch(cursor) if prefetch else None
+        batches = ahead if ahead is not None else iter(partial(cursor.fetchmany, FETCH_ROWS), [])
+        try:
+            for rows in batches:
+                for (payload,) in rows:
+                    try:  # stored_event, inlined: a replay comes here for every event
+                        event: InputEvent = rebuild(payload)
+                    except ValidationError:
+                        event = _validated_instead(payload)
+                    yield event
+        finally:
+            if ahead is not None:
+                ahead.close()
 
 
-def stored_event(payload: str) -> InputEvent:
+class _Prefetch:
+    """The rows of ``cursor`` in batches, the next one fetched in a thread meanwhile.
+
+    The server makes each batch (the ``jsonb`` payloads turned into text,
+    ~8 µs per event) while this process rebuilds and replays the one before,
+    instead of this process waiting for it. psycopg waits for the server
+    without holding the GIL. One batch waits ready at most. :meth:`close`
+    (also when the caller stops early) stops the thread, cancelling a fetch
+    under way, before the cursor is closed.
+    """
+
+    def __init__(self, cursor: psycopg.ServerCursor[Any]) -> None:
+        self._cursor = cursor
+        self._ready: queue.Queue[list[Any] | BaseException] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fetch, name="psymon-replay-fetch", daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> None:
+        try:
+            while not self._stop.is_set():
+                rows = self._cursor.fetchmany(FETCH_ROWS)
+                self._ready.put(rows)
+                if not rows:
+                    return
+        except BaseException as error:  # handed to the reader, which raises it
+            self._ready.put(error)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        while True:
+            rows = self._ready.get()
+            if isinstance(rows, BaseException):
+                raise rows
+            if not rows:
+                return
+            yield rows
+
+    def close(self) -> None:
+        """Stop fetching; returns once the thread has ended."""
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            self._ready.get_nowait()  # a thread waiting to hand a batch over goes on
+        self._thread.join(timeout=0.05)
+        if self._thread.is_alive():  # a fetch under way: not worth waiting for
+            self._cursor.connection.cancel_safe()
+            self._thread.join()
+
+
+def stored_event(payload: str | bytes) -> InputEvent:
     """The input event a stored ``payload`` holds, rebuilt without validating it again.
 
     The store holds events the sink validated (``payload`` is the validated
-    event's ``model_dump_json()``): validating them again on every replay
-    cost ~3x the core's own time per event. The event is rebuilt from the
-    JSON field by field, with pydantic's own parsers for times (the same
-    ``tzinfo`` objects as validation makes), ``UUID`` for ids and
-    ``model_construct`` for the models: equal to what ``validate_json`` would
-    return (tests/unit/test_replay_rebuild.py). A payload of another kind is
-    refused with ``ValueError``.
+    event's JSON, as PostgreSQL gives ``jsonb`` back): validating them again
+    on every replay cost ~3x the core's own time per event. The event is
+    rebuilt by :data:`_REBUILD`, which reads each field's JSON with pydantic's
+    own parsers for its type (the same ``datetime``, ``tzinfo``, ``UUID`` and
+    number values as validation makes) and skips the checks and conversions
+    the sink already made: equal to what ``validate_json`` would return
+    (tests/unit/test_replay_rebuild.py). A payload that does not hold exactly
+    the fields of its kind (stored by another schema version) is validated
+    instead; a payload of another kind is refused with ``ValueError``.
     """
-    # pydantic's JSON parser: ~40 % faster than json.loads here; the payloads are pydantic's.
+    try:
+        event: InputEvent = _REBUILD.validate_json(payload)
+    except ValidationError:
+        return _validated_instead(payload)
+    return event
+
+
+def _validated_instead(payload: str | bytes) -> InputEvent:
+    """A payload :data:`_REBUILD` refused: validated, or refused if not an input event."""
     document = from_json(payload)
     kind = document.get("kind") if isinstance(document, dict) else None
-    build = _BUILDERS.get(kind) if isinstance(kind, str) else None
-    if build is None:
+    if kind not in INPUT_KINDS:
         raise ValueError(
             f"a stored input event has kind {kind!r}; accepted: {', '.join(INPUT_KINDS)}"
         )
-    try:
-        event: InputEvent = build(document)
-    except _NotAsDumped:
-        # Stored by another schema version (a field added or dropped since):
-        # validation fills defaults and says what no longer fits.
-        event = _INPUT.validate_json(payload)
-    return event
+    # Stored by another schema version (a field added or dropped since):
+    # validation fills defaults and says what no longer fits.
+    return _INPUT.validate_json(payload)
 
 
 # ----------------------------------------------------------------- rebuilding
 
-_Convert = Callable[[Any], Any]
 _INPUT: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)
 
 
-class _NotAsDumped(Exception):
-    """The JSON does not hold exactly the model's fields."""
+def _rebuild_schema(model: type[BaseModel]) -> core_schema.CoreSchema:
+    """A pydantic-core schema making ``model`` from its own JSON, without its checks.
 
-
-# pydantic's own parsers (its core validators, called directly): the values
-# are exactly those validation makes, ``tzinfo`` objects included.
-_when: _Convert = TypeAdapter(AwareDatetime).validator.validate_python
-_day: _Convert = TypeAdapter(date).validator.validate_python
-_uuid: _Convert = TypeAdapter(UUID).validator.validate_python
-
-
-def _builder(model: type[BaseModel]) -> Callable[[dict[str, Any]], Any]:
-    """A function making ``model`` from its own ``model_dump(mode="json")``, unvalidated.
-
-    Each field gets a converter from its annotation: JSON text to datetime,
-    date or UUID, nested models recursively, everything else (text, numbers,
-    literals, dicts of them) as JSON gives it. A field type with no converter
-    here stops the import: a new field must not pass through unconverted.
+    Each field is read with the parser of its type (:func:`_field_schema`);
+    constraints, field and model validators are left out: the stored event
+    passed them when the sink validated it, and the values they set (a unit
+    converted, a metric renamed) are the ones stored. Every field must be
+    there and no other (else the payload is validated instead). The instance
+    is made as validation makes it: its values as ``__dict__``, every field
+    set, no extra fields, and the model's post-init hook if it has one.
     """
-    steps = [
-        (name, _converter(model, name, field.annotation))
-        for name, field in model.model_fields.items()
-    ]
-    fields = model.model_fields.keys()
-    make = _maker(model)
-
-    def build(document: dict[str, Any]) -> Any:
-        if document.keys() != fields:
-            raise _NotAsDumped
-        values = {}
-        for name, convert in steps:
-            value = document[name]
-            values[name] = value if convert is None or value is None else convert(value)
-        return make(values)
-
-    return build
-
-
-def _readings_builder() -> _Convert:
-    """The readings of an upload (~8 per replayed event), built together.
-
-    :func:`_builder` of :class:`WearableReading` written out, over the list:
-    a reading's ``start`` is mostly the previous reading's ``end`` (the
-    intervals of one metric follow each other), so that time is parsed once
-    and the same (immutable) value used for both fields. Used only while the
-    reading's fields are those written here (checked against the generic
-    analysis); otherwise the generic builder, reading by reading.
-    """
-    generic = _builder(WearableReading)
-    analysed = {
-        name: _converter(WearableReading, name, field.annotation)
-        for name, field in WearableReading.model_fields.items()
-    }
-    known = {
-        "event_id": _uuid,
-        "metric": None,
-        "value": None,
-        "unit": None,
-        "start": _when,
-        "end": _when,
-    }
-    if analysed != known or list(analysed) != list(known):
-        return lambda readings: tuple(map(generic, readings))
-    fields = WearableReading.model_fields.keys()
-    make = _maker(WearableReading)
-    uuid, when = _uuid, _when
-
-    def build(readings: list[dict[str, Any]]) -> tuple[Any, ...]:
-        built = []
-        end_text, end = None, None
-        for d in readings:
-            if d.keys() != fields:
-                raise _NotAsDumped
-            start_text = d["start"]
-            start = end if start_text == end_text else when(start_text)
-            end_text = d["end"]
-            end = start if end_text == start_text else when(end_text)
-            built.append(
-                make(
-                    {
-                        "event_id": uuid(d["event_id"]),
-                        "metric": d["metric"],
-                        "value": d["value"],
-                        "unit": d["unit"],
-                        "start": start,
-                        "end": end,
-                    }
-                )
-            )
-        return tuple(built)
-
-    return build
-
-
-def _maker(model: type[BaseModel]) -> Callable[[dict[str, Any]], Any]:
-    """``model.model_construct`` for values holding every field, without its per-field loop.
-
-    What ``model_construct`` leaves on an instance when every field is given
-    and the model has no aliases, extra fields, private attributes or post-init
-    hook (as psymon's events have none): the values as ``__dict__``, all fields
-    set. ~3x faster than ``model_construct``, which matters for the readings of
-    wearable uploads (~8 per replayed event). Other models use ``model_construct``.
-    """
-    simple = (
-        not model.__private_attributes__
-        and model.__pydantic_post_init__ is None
-        and model.model_config.get("extra") != "allow"
-        and not model.__pydantic_root_model__
-        and all(f.alias is None and f.validation_alias is None for f in model.model_fields.values())
+    if model.__pydantic_root_model__ or model.model_config.get("extra") == "allow":
+        raise TypeError(f"{model.__name__}: no rebuild for a root model or extra fields")
+    fields: dict[str, core_schema.ModelField] = {}
+    for name, field in model.model_fields.items():
+        if field.alias is not None or field.validation_alias is not None:
+            raise TypeError(f"{model.__name__}.{name}: no rebuild for a field with an alias")
+        fields[name] = core_schema.model_field(_field_schema(model, name, field.annotation))
+    return core_schema.model_schema(
+        model,
+        core_schema.model_fields_schema(fields, model_name=model.__name__, extra_behavior="forbid"),
+        post_init=model.__pydantic_post_init__,
     )
-    if not simple:
-        return lambda values: model.model_construct(**values)
-    new = model.__new__
-    # BaseModel's slots, set through their descriptors (what object.__setattr__
-    # finds by name each time): a quarter faster per instance.
-    slots = BaseModel.__dict__
-    set_values = slots["__dict__"].__set__
-    set_fields = slots["__pydantic_fields_set__"].__set__
-    set_extra = slots["__pydantic_extra__"].__set__
-    set_private = slots["__pydantic_private__"].__set__
-
-    def make(values: dict[str, Any]) -> Any:
-        instance = new(model)
-        set_values(instance, values)
-        set_fields(instance, set(values))
-        set_extra(instance, None)
-        set_private(instance, None)
-        return instance
-
-    return make
 
 
-def _converter(model: type[BaseModel], name: str, annotation: Any) -> _Convert | None:
-    """How to turn the JSON of one field into its value; ``None``: as it is."""
+def _field_schema(model: type[BaseModel], name: str, annotation: Any) -> core_schema.CoreSchema:
+    """How one field's JSON is read: the parser of its type, with none of its constraints.
+
+    A field type not handled here stops the import: a new field must not pass
+    through unread.
+    """
     origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        return _converter(model, name, typing.get_args(annotation)[0])
+        return _field_schema(model, name, args[0])
     if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        found = {_converter(model, name, a) for a in options}
-        if len(found) != 1:
-            raise TypeError(f"{model.__name__}.{name}: no rebuild for a union of {options}")
-        return found.pop()
+        options = [_field_schema(model, name, a) for a in args if a is not type(None)]
+        schema = options[0] if len(options) == 1 else core_schema.union_schema([*options])
+        return core_schema.nullable_schema(schema) if type(None) in args else schema
+    if origin is typing.Literal:
+        return core_schema.literal_schema(list(args))
     if origin is tuple:
-        item, *rest = typing.get_args(annotation)
+        item, *rest = args
         if rest != [Ellipsis]:
             raise TypeError(f"{model.__name__}.{name}: no rebuild for {annotation}")
-        if item is WearableReading:
-            return _readings_builder()
-        each = _converter(model, name, item)
-        if each is None:
-            return tuple
-        return lambda values: tuple(map(each, values))
-    if annotation is AwareDatetime or annotation is datetime:
-        return _when
-    if annotation is date:
-        return _day
-    if annotation is UUID:
-        return _uuid
+        return core_schema.tuple_schema([_field_schema(model, name, item)], variadic_item_index=0)
+    if origin is dict:
+        keys, values = args
+        return core_schema.dict_schema(
+            _field_schema(model, name, keys), _field_schema(model, name, values)
+        )
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return _builder(annotation)
-    if origin in (typing.Literal, dict) or annotation in (str, int, float, bool):
-        if origin is dict and any(_converter(model, name, a) for a in typing.get_args(annotation)):
-            raise TypeError(f"{model.__name__}.{name}: no rebuild for {annotation}")
-        return None
+        return _rebuild_schema(annotation)
+    if annotation in _PLAIN:
+        return _PLAIN[annotation]()
     raise TypeError(f"{model.__name__}.{name}: no rebuild for {annotation}")
 
 
-_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    model.model_fields["kind"].default: _builder(model)
-    for model in (ClinicalScore, WearableUpload, WearableSample, LabResult, ClinicalOutcome)
+#: The parsers of plain types (as validation has them, without constraints).
+_PLAIN: dict[Any, Callable[[], core_schema.CoreSchema]] = {
+    AwareDatetime: lambda: core_schema.datetime_schema(tz_constraint="aware"),
+    datetime: core_schema.datetime_schema,
+    date: core_schema.date_schema,
+    UUID: core_schema.uuid_schema,
+    str: core_schema.str_schema,
+    int: core_schema.int_schema,
+    float: core_schema.float_schema,
+    bool: core_schema.bool_schema,
 }
+
+#: Every input kind, chosen by its ``kind`` field.
+_REBUILD = SchemaValidator(
+    core_schema.tagged_union_schema(
+        {
+            model.model_fields["kind"].default: _rebuild_schema(model)
+            for model in (ClinicalScore, WearableUpload, WearableSample, LabResult, ClinicalOutcome)
+        },
+        discriminator="kind",
+    )
+)
 
 
 __all__ = [

@@ -172,15 +172,22 @@ def replay_outputs(
             config_version=core_config.version,
         )
         counts: dict[str, int] = {"input_events": 0}
+        ticker = _Ticker(progress, None)
         error: BaseException | None = None
         try:
             with ReplaySource(
-                url, query, core_config, models, jobs=processes, count=progress is not None
+                url,
+                query,
+                core_config,
+                models,
+                jobs=processes,
+                count=progress is not None,
+                conn=audit_conn,
             ) as source:
-                ticker = _Ticker(progress, source.total)
+                ticker.total = source.total
+                tick = ticker.tick
                 for _, outputs in source:
-                    ticker.tick()
-                    counts["input_events"] += 1
+                    tick()
                     for output in outputs:
                         stream = stream_of(output)
                         counts[stream] = counts.get(stream, 0) + 1
@@ -190,6 +197,7 @@ def replay_outputs(
             error = failure
             raise
         finally:
+            counts["input_events"] = ticker.done
             stopped = isinstance(error, GeneratorExit)
             audit_finished(
                 audit_conn,
@@ -311,6 +319,7 @@ def replay(
         try:
             files, counts, patients_seen, sent = _run(
                 url,
+                conn,
                 query,
                 core_config,
                 directory,
@@ -354,6 +363,7 @@ def replay(
 
 def _run(
     url: str,
+    conn: psycopg.Connection[Any],
     query: EventQuery,
     config: CoreConfig,
     directory: Path | None,
@@ -371,7 +381,9 @@ def _run(
     last_patient: str | None = None
     try:
         counting = progress is not None
-        with ReplaySource(url, query, config, models, jobs=jobs, count=counting) as source:
+        with ReplaySource(
+            url, query, config, models, jobs=jobs, count=counting, conn=conn
+        ) as source:
             # After the replay's processes started: the producer runs a thread of its own.
             if to_topic:
                 topic = TopicWriter(bootstrap or "", to_topic, partitions=partitions)

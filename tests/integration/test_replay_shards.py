@@ -155,7 +155,7 @@ def test_processes_start_from_a_fork_server_while_other_threads_run(
 def test_a_failing_process_fails_the_replay_and_its_audit_row(
     loaded: str, small_shards: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def broken(*args: Any) -> None:
+    def broken(*args: Any, **options: Any) -> None:
         raise ValueError("this chunk could not be read")
 
     # Forked processes are copies of this one: they read with ``broken``.

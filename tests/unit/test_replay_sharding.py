@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.replay import shards
-from services.replay.engine import run_patients
+from services.replay.engine import run_core, run_patients
 from services.replay.shards import (
     CHUNKS_PER_PROCESS,
     MAX_CHUNK_EVENTS,
@@ -116,3 +116,42 @@ def test_a_patient_whose_every_event_failed_does_not_stop_the_run(
     assert any(
         o.kind != "dead_letter" for e, outputs in results if e.patient_id == second for o in outputs
     )
+
+
+def test_run_patients_gives_what_run_core_gives_also_when_the_core_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = _cohort()
+    patients = list(dict.fromkeys(e.patient_id for e in events))
+    firsts = {e.patient_id: e.event_id for e in reversed(events)}
+    # The first event of one patient (no state kept yet) and every 7th event fail.
+    failing = {firsts[patients[1]], *(e.event_id for e in events[::7])}
+
+    def sometimes_failing(state: Any, event: Any, config: Any) -> Any:
+        if event.event_id in failing:
+            raise RuntimeError("the core failed")
+        return process(state, event, config)
+
+    monkeypatch.setattr("services.replay.engine.process", sometimes_failing)
+    # Grouped by patient (a replay), and a patient coming back after another.
+    for order in (events, [*_of(events, patients[0]), *_of(events, patients[1]), *events]):
+        mine = [
+            (e.event_id, [o.model_dump_json() for o in outs]) for e, outs in run_patients(order)
+        ]
+        reference = []
+        for patient_events in _runs_of_one_patient(order):
+            reference += [
+                (e.event_id, [o.model_dump_json() for o in outs])
+                for e, outs in run_core(patient_events)
+            ]
+        assert mine == reference
+
+
+def _runs_of_one_patient(events: list[Any]) -> list[list[Any]]:
+    runs: list[list[Any]] = []
+    for event in events:
+        if runs and runs[-1][0].patient_id == event.patient_id:
+            runs[-1].append(event)
+        else:
+            runs.append([event])
+    return runs
