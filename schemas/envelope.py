@@ -104,7 +104,7 @@ def utc(moment: datetime) -> datetime:
 
 
 #: Time zones whose offset never changes: pydantic's for parsed offsets, ``datetime.timezone``.
-_FIXED_OFFSETS = (TzInfo, timezone)
+FIXED_OFFSETS = (TzInfo, timezone)
 
 
 def utc_difference(later: datetime, earlier: datetime) -> timedelta:
@@ -127,7 +127,7 @@ def utc_difference(later: datetime, earlier: datetime) -> timedelta:
     """
     zone = later.tzinfo
     if (
-        (zone is not earlier.tzinfo or type(zone) in _FIXED_OFFSETS)
+        (zone is not earlier.tzinfo or type(zone) in FIXED_OFFSETS)
         and 1 < later.year < 9999
         and 1 < earlier.year < 9999
     ):
@@ -147,7 +147,7 @@ def utc_before(earlier: datetime, later: datetime) -> bool:
     """
     zone = earlier.tzinfo
     if (
-        (zone is not later.tzinfo or type(zone) in _FIXED_OFFSETS)
+        (zone is not later.tzinfo or type(zone) in FIXED_OFFSETS)
         and 1 < earlier.year < 9999
         and 1 < later.year < 9999
     ):

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import psycopg
 
+from schemas.envelope import FIXED_OFFSETS
+
 _DAY = "date_trunc('day', observed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = _EPOCH.toordinal()
 #: The source columns every rollup reads besides its own.
 _ENVELOPE = ("patient_id", "observed_at", "received_at")
 
@@ -112,9 +115,14 @@ class Rollup:
         grouped, measure = columns.index(self.grouped), columns.index(self.measure)
         unit = None if self.unit is None else columns.index(self.unit)
         found: dict[tuple[Any, ...], list[Any]] = {}
+        utc_zone: tzinfo = UTC  # a fixed zone of offset zero: pydantic's, once a time has it
         for row in rows:
             when = row[observed]
-            day = (when - _EPOCH).days
+            zone = when.tzinfo
+            if zone is not utc_zone and type(zone) in FIXED_OFFSETS and not when.utcoffset():
+                utc_zone = zone
+            # A UTC time's day is its date: no conversion, no timedelta.
+            day = when.toordinal() - _EPOCH_DAY if zone is utc_zone else (when - _EPOCH).days
             key = (row[patient], row[grouped], day, None if unit is None else row[unit])
             value = row[measure]
             partial = found.get(key)

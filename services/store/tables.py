@@ -152,8 +152,16 @@ def _score_row(e: ClinicalScore) -> Row:
         items_json: str | None = payload[payload.rindex(_ITEMS_KEY, 0, end) + len(_ITEMS_KEY) : end]
     else:
         items_json = _items_json(items)
-    return (
-        *_envelope(e),
+    source = e.source
+    return (  # _envelope(e)'s columns written out: one row per score, the sink's hot path
+        e.event_id,
+        e.patient_id,
+        e.observed_at,
+        e.received_at,
+        source.system,
+        source.device,
+        source.rater,
+        e.time_zone,
         e.instrument,
         e.version,
         e.rater,

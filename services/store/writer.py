@@ -36,7 +36,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import psycopg
@@ -45,7 +45,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from schemas.dispatch import dead_letter
-from schemas.envelope import Source
+from schemas.envelope import FIXED_OFFSETS, Source
 from schemas.events import DeadLetter, WearableUpload
 from schemas.topics import topic_for_kind
 from services.store.migrate import ensure_partitions, recorded_flavour
@@ -444,8 +444,17 @@ class _Batch:
             self._add_rows(WEARABLE_SAMPLES.name, expanded[1:])
             return
         spec = table_for(event)
-        self.spans.add(event)
-        self._add_rows(spec.name, ((event, spec.row(event)),))
+        self.spans.add(event, spec)
+        row = spec.row(event)
+        name = spec.name
+        self.report.offered[name] += 1
+        seen = self._seen.get(name)
+        if seen is None:
+            seen = self._seen[name] = set()
+        known = len(seen)
+        seen.add(row[0])  # hashes the id once (a UUID's hash is Python code)
+        if len(seen) != known:
+            self.by_table.setdefault(name, []).append((event, row))
 
     def _add_rows(self, spec_name: str, rows: Sequence[tuple[Origin, Row]]) -> None:
         self.report.offered[spec_name] += len(rows)
@@ -492,13 +501,31 @@ class _Spans:
         self.months: set[tuple[int, int]] = set()
         #: patient -> [first observed_at, last observed_at, last received_at]
         self.patients: dict[str, list[datetime]] = {}
+        #: A fixed time zone of offset zero, as the last such time had (see :meth:`_month`).
+        self._utc_zone: tzinfo = UTC
 
-    def add(self, event: Storable) -> None:
+    def add(self, event: Storable, spec: TableSpec | None = None) -> None:
+        """Note ``event`` (stored in ``spec``'s table: looked up when not given)."""
         if isinstance(event, DeadLetter):  # unpartitioned, and not a patient's record
             return
-        if table_for(event).partitioned:
-            self.months.add(_month(event.observed_at))
-        self._span(event.patient_id, event.observed_at, event.observed_at, event.received_at)
+        observed = event.observed_at
+        if (spec or table_for(event)).partitioned:
+            self.months.add(self._month(observed))
+        self._span(event.patient_id, observed, observed, event.received_at)
+
+    def _month(self, when: datetime) -> tuple[int, int]:
+        """:func:`_month`, without asking again the offset of a fixed zone known to be UTC.
+
+        pydantic gives every time it parses with offset zero the same zone
+        object: one batch's times mostly share it.
+        """
+        zone = when.tzinfo
+        if zone is self._utc_zone:
+            return when.year, when.month
+        if zone is not None and type(zone) in FIXED_OFFSETS and not when.utcoffset():
+            self._utc_zone = zone
+            return when.year, when.month
+        return _month(when)
 
     def add_upload(self, upload: WearableUpload) -> None:
         first = _month(upload.observed_at)

@@ -9,11 +9,14 @@ parsers could disagree.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schemas.dispatch import decode, decode_document, loads
+from schemas.dispatch import _lenient_json, decode, decode_document, loads
 from schemas.events import ClinicalScore, LabResult
 from schemas.examples import envelope_fields
 from schemas.topics import CLINICAL_SCORES, LAB_RESULTS
@@ -90,3 +93,30 @@ def test_decode_agrees_with_the_full_path(raw: bytes, topic: str) -> None:
         assert decoded.reason.startswith("not valid JSON")
     else:
         assert decoded == expected
+
+
+def _lenient_by_regex(data: bytes) -> bool:
+    return re.search(rb"NaN|Infinity|[0-9]{300}", data) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([b"NaN", b"Infinity", b"N", b"I", b"{", b'"', b" ", b"a"]),
+            st.integers(1, 420).map(lambda n: b"7" * n),
+            st.binary(max_size=40),
+        ),
+        max_size=30,
+    ).map(b"".join)
+)
+def test_the_search_for_lenient_json_finds_what_a_regular_expression_finds(data: bytes) -> None:
+    """Digits at two offsets 150 apart decide whether a record is searched for a long number."""
+    assert _lenient_json(data) == _lenient_by_regex(data)
+
+
+@pytest.mark.parametrize("start", range(0, 160, 7))
+def test_a_long_number_is_found_wherever_it_starts(start: int) -> None:
+    for length in (299, 300, 301):
+        data = b"x" * start + b"5" * length + b"}" * 200
+        assert _lenient_json(data) == (length >= 300)

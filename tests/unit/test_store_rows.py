@@ -262,3 +262,41 @@ _ZONES = st.sampled_from(
 )
 def test_a_rows_month_is_its_utc_month(moment: datetime) -> None:
     assert _month(moment) == (utc(moment).year, utc(moment).month)
+
+
+_MOMENTS = st.builds(
+    lambda naive, zone: naive.replace(tzinfo=zone),
+    st.datetimes(datetime(1970, 1, 2), datetime(2100, 1, 1)),
+    _ZONES,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_MOMENTS, min_size=1, max_size=12))
+def test_a_batch_notes_the_utc_month_of_every_event_whatever_its_zone(moments: list[Any]) -> None:
+    """The spans ask a fixed zone's offset once; a zone that moves is asked every time."""
+    spans = _Spans()
+    for moment in moments:
+        score = ClinicalScore.model_construct(
+            **envelope_fields(observed_at=moment, received_at=moment),
+            instrument="phq9",
+            rater="self",
+            total=3,
+        )
+        spans.add(score, CLINICAL_SCORES)
+    assert spans.months == {(utc(m).year, utc(m).month) for m in moments}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_MOMENTS, min_size=1, max_size=12))
+def test_rollup_partials_fall_on_the_utc_day_whatever_the_zone(moments: list[Any]) -> None:
+    rollup = ROLLUPS["lab_results"]
+    columns = ("patient_id", "observed_at", "received_at", "analyte", "value", "unit")
+    rows = [("p1", moment, moment, "crp", 1.0, "mg/L") for moment in moments]
+    arrays = rollup.partials(columns, rows)
+    counted = dict(zip(arrays[2], arrays[4], strict=True))
+    expected: dict[datetime, int] = {}
+    for moment in moments:
+        day = datetime.combine(utc(moment).date(), datetime.min.time(), UTC)
+        expected[day] = expected.get(day, 0) + 1
+    assert counted == expected
