@@ -34,8 +34,10 @@ engine in a plain loop; both get the same outputs for the same history
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from functools import lru_cache
 
+from schemas.envelope import FIXED_OFFSETS
 from schemas.events import (
     ClinicalOutcome,
     ClinicalScore,
@@ -293,6 +295,25 @@ def _metric(name: str) -> Metric:
     return get_metric(name)
 
 
+#: Up to 2**33 s after the epoch (the year 2242) a float timestamp is within
+#: half a microsecond of the true time, so ``int`` of it is the whole second.
+_EXACT_SECONDS = 2**33
+
+
+def _end_second(start: int, end: datetime, span: timedelta) -> int:
+    """``int(end.timestamp())``, from ``start``, that of the instant ``span`` (real time) before.
+
+    A span of whole seconds after a start in the years 1970-2242 ends that many
+    whole seconds later: an addition instead of the timestamp's division (and
+    its UTC offset, a call into pydantic's ``TzInfo`` for a validated reading).
+    """
+    if span.microseconds == 0 and 0 < start < _EXACT_SECONDS:
+        second = start + span.days * 86_400 + span.seconds
+        if 0 <= second < _EXACT_SECONDS:
+            return second
+    return int(end.timestamp())
+
+
 def _wearable(
     state: PatientState, event: WearableUpload | WearableSample, config: CoreConfig
 ) -> tuple[PatientState, list[Output]]:
@@ -312,33 +333,49 @@ def _wearable(
         )
         fixed = event.time_zone
         append = samples.append
+        # A reading mostly starts where the one before it ended (the same
+        # instant, often the same object): its epoch second is known already,
+        # and its end is its start plus its span. Python compares and subtracts
+        # times that share a ``tzinfo`` object by wall time: the same as in UTC
+        # only for a fixed offset (every validated time), so only then.
+        # An upload lists each metric's readings together: the metric is
+        # looked up once per run of them.
+        previous_end: object = None
+        end = 0
+        name: str | None = None
         for r in event.readings:
-            metric = _metric(r.metric)
-            start, end = int(r.start.timestamp()), int(r.end.timestamp())
+            if r.metric != name:
+                name = r.metric
+                metric = _metric(name)
+                metric_key, unit, low, high = metric.id, metric.unit, metric.low, metric.high
+            begins, ends = r.start, r.end
+            if type(begins.tzinfo) in FIXED_OFFSETS and type(ends.tzinfo) in FIXED_OFFSETS:
+                start = end if begins == previous_end else int(begins.timestamp())
+                end = _end_second(start, ends, ends - begins)
+            else:
+                start, end = int(begins.timestamp()), int(ends.timestamp())
+            previous_end = ends
             value = r.value
-            if not (
-                type(value) is float
-                and r.unit == metric.unit
-                and metric.low <= value <= metric.high
-            ):
+            if not (type(value) is float and r.unit == unit and low <= value <= high):
                 # Validation left it canonical: converting again would give the
                 # value itself. Anything else (a reading built without
                 # validation) is converted, or refused, as before.
                 value = metric.to_canonical(value, r.unit)
-            append((metric.id, value, start, end, fixed or zone_key(None, r.start)))
+            append((metric_key, value, start, end, fixed or zone_key(None, r.start)))
     else:
         key = zone_key(event.time_zone, event.observed_at)
         start, end = int(event.observed_at.timestamp()), int(event.interval_end.timestamp())
         samples.append((metric_id(event.metric), event.value, start, end, key))
     added = new.wearable.add(samples, stream, config)
-    new.counters.samples += added.new
-    new.counters.duplicate_samples += added.duplicates
-    new.counters.late_samples += sum(added.late.values())
+    counters = new.counters
+    counters.samples += added.new
+    counters.duplicate_samples += added.duplicates
+    outputs: list[Output] = []
+    if added.late:
+        counters.late_samples += sum(added.late.values())
+        outputs += [out.late_samples_update(event, day, n) for day, n in sorted(added.late.items())]
     if added.newest is not None:
         new.order.observe(WEARABLE, min(added.newest * 1_000_000, micros(event.received_at)))
-    outputs: list[Output] = [
-        out.late_samples_update(event, day, n) for day, n in sorted(added.late.items())
-    ]
     outputs += _close_days(new, event, config)
     return new, outputs
 
@@ -354,14 +391,17 @@ def _close_days(state: PatientState, cause: InputEvent, config: CoreConfig) -> l
     wearable = state.wearable
     if not wearable.open and not wearable.tracking:
         return []
-    slack = round(config.ordering.other_families_close_after_hours * 3600 * 1_000_000)
-    candidates = [
-        at if family == WEARABLE else at - slack for family, at in state.order.newest.items()
-    ]
-    newest = max(candidates, default=None)
+    ordering = config.ordering
+    slack = round(ordering.other_families_close_after_hours * 3600 * 1_000_000)
+    newest: int | None = None
+    for family, at in state.order.newest.items():
+        if family != WEARABLE:
+            at -= slack
+        if newest is None or at > newest:
+            newest = at
     if newest is None:
         return []
-    lateness = round(config.ordering.wearable_lateness_hours * 3600)
+    lateness = round(ordering.wearable_lateness_hours * 3600)
     closed = wearable.close(newest // 1_000_000, lateness, config)
     if not closed:
         return []

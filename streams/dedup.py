@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import islice
 from uuid import UUID
 
 
@@ -65,8 +66,14 @@ class EventMemory:
         ids = self.ids
         ids[short_id(event_id)] = at
         while len(ids) > capacity:
-            # The oldest by (time, id), compared as tuples in C rather than by a key function.
-            del ids[min(zip(ids.values(), ids.keys(), strict=True))[1]]
+            # Events mostly arrive in time order, so the oldest is mostly the
+            # first remembered: taken when every other time is later. Else the
+            # oldest by (time, id), compared as tuples in C.
+            first = next(iter(ids))
+            if ids[first] < min(islice(ids.values(), 1, None), default=ids[first] + 1):
+                del ids[first]
+            else:
+                del ids[min(zip(ids.values(), ids.keys(), strict=True))[1]]
 
     def clone(self) -> EventMemory:
         """An independent copy."""
@@ -122,6 +129,20 @@ class SampleCoverage:
         if spans is None:
             self.spans[stream] = [start, end]
             return True
+        if spans[-2] <= start:
+            # In or after the last interval, as a stream's next delivery mostly
+            # is: what the general merge below does there, without searching.
+            last = spans[-1]
+            if last >= end:
+                return False
+            spans = self.spans[stream] = list(spans)  # may be shared with clones
+            if last >= start:
+                spans[-1] = end
+            else:
+                spans += (start, end)
+            if len(spans) > 2 * limit:
+                del spans[: len(spans) - 2 * limit]
+            return True
         # Index of the last interval starting at or before ``start``.
         i = bisect_right(spans, start, 0, len(spans)) - 1
         i -= i % 2
@@ -132,9 +153,13 @@ class SampleCoverage:
         hi = lo
         new_start, new_end = start, end
         while hi < len(spans) and spans[hi] <= new_end:
-            new_start = min(new_start, spans[hi])
-            new_end = max(new_end, spans[hi + 1])
+            if spans[hi] < new_start:
+                new_start = spans[hi]
+            if spans[hi + 1] > new_end:
+                new_end = spans[hi + 1]
             hi += 2
+        # Changed in a copy: the list may be shared with clones (:meth:`clone`).
+        spans = self.spans[stream] = list(spans)
         spans[lo:hi] = [new_start, new_end]
         if len(spans) > 2 * limit:
             del spans[: len(spans) - 2 * limit]
@@ -150,8 +175,13 @@ class SampleCoverage:
             if keep == len(spans):
                 del self.spans[stream]
             elif keep:
-                del spans[:keep]
+                self.spans[stream] = spans[keep:]
 
     def clone(self) -> SampleCoverage:
-        """An independent copy."""
-        return SampleCoverage({stream: list(spans) for stream, spans in self.spans.items()})
+        """An independent copy.
+
+        The lists of intervals are shared: this class never changes one in
+        place (:meth:`add` and :meth:`forget_before` replace it), so copying
+        the dict is enough, and an upload replaces only its own streams' lists.
+        """
+        return SampleCoverage(dict(self.spans))

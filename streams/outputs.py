@@ -108,28 +108,61 @@ def lab_update(cause: LabResult, view: LabView, *, late: bool) -> CourseUpdate:
 
 
 def day_updates(cause: InputEvent, day: ClosedDay) -> list[CourseUpdate]:
-    """One update per feature the closed day has a value for."""
-    updates = []
+    """One update per feature the closed day has a value for.
+
+    The first is validated; the others are copies of it with the feature's
+    own fields changed (id, signal, unit, value, baseline, deviation): text
+    from :data:`~streams.wearable_features.UNITS` and floats or None, which
+    validation keeps as they are, so a copy equals the validated update
+    (2 us instead of 6.5 us). A number of another type is validated.
+    """
+    updates: list[CourseUpdate] = []
+    on = day.day.isoformat()
     for feature in FEATURES:
         value = day.values.get(feature)
         if value is None:
             continue
         baseline, deviation = day.baselines.get(feature), day.deviations.get(feature)
-        event_id = event_id_for(cause.patient_id, "wearable-day", feature, day.day.isoformat())
-        updates.append(
-            CourseUpdate(
-                **_envelope(cause, event_id, observed_at=day.end),
-                signal=feature,
-                signal_kind="wearable",
-                value=round(value, 4),
-                unit=UNITS[feature],
-                day=day.day,
-                baseline=None if baseline is None else round(baseline, 4),
-                deviation=None if deviation is None else round(deviation, 4),
-                coverage=round(day.coverage, 4),
-            )
+        event_id = event_id_for(cause.patient_id, "wearable-day", feature, on)
+        rounded = (
+            round(value, 4),
+            None if baseline is None else round(baseline, 4),
+            None if deviation is None else round(deviation, 4),
         )
+        if updates and all(type(v) is float for v in rounded if v is not None):
+            changes: dict[str, Any] = dict(zip(_FEATURE_FIELDS, rounded, strict=True))
+            changes.update(event_id=event_id, signal=feature, unit=UNITS[feature])
+            updates.append(updates[0].model_copy(update=changes))
+        else:
+            updates.append(_day_update(cause, day, event_id, feature, *rounded))
     return updates
+
+
+#: A daily feature's own numbers in its update (:func:`day_updates`).
+_FEATURE_FIELDS = ("value", "baseline", "deviation")
+
+
+def _day_update(
+    cause: InputEvent,
+    day: ClosedDay,
+    event_id: UUID,
+    feature: str,
+    value: float,
+    baseline: float | None,
+    deviation: float | None,
+) -> CourseUpdate:
+    """A daily feature's update, validated (``value``, ``baseline``, ``deviation`` rounded)."""
+    return CourseUpdate(
+        **_envelope(cause, event_id, observed_at=day.end),
+        signal=feature,
+        signal_kind="wearable",
+        value=value,
+        unit=UNITS[feature],
+        day=day.day,
+        baseline=baseline,
+        deviation=deviation,
+        coverage=round(day.coverage, 4),
+    )
 
 
 def late_samples_update(

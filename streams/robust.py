@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from statistics import median
 
 #: Makes the MAD a consistent estimator of the SD for normal data.
 MAD_TO_SD = 1.4826
@@ -43,10 +42,23 @@ class RobustBaseline:
         present = [v for v in values if v is not None]
         if len(present) < max(1, min_count):
             return None
-        middle = median(present)
-        mad = median(abs(v - middle) for v in present)
+        middle = _middle(sorted(present))
+        mad = _middle(sorted([abs(v - middle) for v in present]))
         return cls(middle, max(MAD_TO_SD * mad, min_scale), len(present))
 
     def z(self, value: float) -> float:
         """Robust z-score of ``value``."""
         return (value - self.median) / self.scale
+
+
+def _middle(ordered: list[float]) -> float:
+    """``statistics.median`` of values already sorted (at least one), without sorting again.
+
+    >>> from statistics import median
+    >>> _middle([1.0, 2.0, 4.0, 8.0]) == median([8.0, 1.0, 4.0, 2.0])
+    True
+    """
+    n = len(ordered)
+    if n % 2:
+        return ordered[n // 2]
+    return (ordered[n // 2 - 1] + ordered[n // 2]) / 2

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
+from typing import NamedTuple
 
 from schemas.wearables import get_metric
 from streams.config import CoreConfig
@@ -36,11 +37,22 @@ from streams.wearable_features import FEATURES, DayTotals, FeatureHistory, day_f
 #: end in epoch seconds, and the zone key it was taken in.
 Sample = tuple[str, float, int, int, str]
 
+_ONE_DAY = timedelta(days=1)
+
 
 @lru_cache(maxsize=256)
 def metric_id(name: str) -> str:
     """The catalogue id of a metric name or alias (cached: called per sample)."""
     return get_metric(name).id
+
+
+def _widen(spans: dict[str, tuple[int, int]], metric: str, first: int, last: int) -> None:
+    """Widen ``metric``'s span in ``spans`` to take in ``[first, last)``."""
+    span = spans.get(metric)
+    if span is None:
+        spans[metric] = (first, last)
+    else:
+        spans[metric] = (min(first, span[0]), max(last, span[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +69,11 @@ class ClosedDay:
     deviations: dict[str, float | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Added:
-    """What ``WearableDays.add`` did with a batch of samples."""
+class Added(NamedTuple):
+    """What ``WearableDays.add`` did with a batch of samples.
+
+    A named tuple: made once per event, in less than half a frozen dataclass's time.
+    """
 
     new: int
     duplicates: int
@@ -99,41 +113,64 @@ class WearableDays:
         >>> days.add(steps[1:], "watch", CoreConfig()).duplicates  # re-sent
         2
         """
-        sleep_shift = timedelta(hours=24 - config.wearable.sleep_window_start_hour)
+        sleep_from = config.wearable.sleep_window_start_hour
         new = duplicates = 0
         late: dict[date, int] = {}
-        newest: int | None = None
+        newest = -1 << 63  # the latest start of a new sample (reported only if there is one)
         here: set[tuple[str, int, int]] = set()
         spans: dict[str, tuple[int, int]] = {}
-        # Per sample this loop is the wearable path's hot spot: what does not
-        # change within one delivery is looked up once (the zone of a key, a
-        # metric's dedup stream and where its counted time ends), and nothing
-        # here changes ``last_closed`` or the counted time (added after the loop).
+        # Per sample this loop is the wearable path's hot spot. A delivery lists
+        # each metric's samples together, so what depends only on the metric
+        # (its dedup stream, where that stream's counted time ends, the span of
+        # the delivery's samples of it) is kept for the run of samples of one
+        # metric; what depends on the zone, for the run of one zone key; and
+        # the local time of a start, for the samples at that start (several
+        # metrics share them). Nothing here changes ``last_closed`` or the
+        # counted time (added after the loop).
         last_closed = self.last_closed
         seen = self.seen
         covers = seen.covers
         opened = self.open
+        mine: dict[date, DayTotals] = {}  # the open days' totals this delivery changes
         streams: dict[str, tuple[str, int | None]] = {}
+        run: str | None = None  # the metric of the current run
+        first = last = 0  # the span of the run's samples
+        seen_as, until, sleep = "", None, False
         zone_key: str | None = None
-        covered = (-1, -1)  # the hours of the last sample marked (``_cover``)
         tz: tzinfo = UTC  # replaced at the first sample: no key is None
+        local_at: dict[int, tuple[datetime, date]] = {}  # of the current zone
+        covered_first = covered_last = -1  # the hours last marked (``_cover``)
         for metric, value, start, end, key in samples:
             top = end if end > start else start + 1  # max(end, start + 1), without a call
-            span = spans.get(metric)
-            if span is None:
-                spans[metric] = (start, top)
+            if metric != run:
+                if run is not None:
+                    _widen(spans, run, first, last)
+                run, first, last = metric, start, top
+                known = streams.get(metric)
+                if known is None:
+                    seen_as = f"{stream}|{metric}"
+                    known = streams[metric] = (seen_as, seen.counted_until(seen_as))
+                seen_as, until = known
+                sleep = metric == "sleep"
             else:
-                first, last = span
-                spans[metric] = (start if start < first else first, top if top > last else last)
+                if start < first:
+                    first = start
+                if top > last:
+                    last = top
             if key != zone_key:
-                zone_key, tz = key, zone(key)
-            local = datetime.fromtimestamp(start, tz)
-            taken = local.date()
+                zone_key, tz, local_at = key, zone(key), {}
+            found = local_at.get(start)
+            if found is None:
+                local = datetime.fromtimestamp(start, tz)
+                found = local_at[start] = (local, local.date())
+            local, taken = found
             if last_closed is not None and taken <= last_closed:
                 late[taken] = late.get(taken, 0) + 1
                 continue
-            if metric == "sleep":
-                day = (local + sleep_shift).date()
+            if sleep:
+                # Sleep from the window's start hour on counts for the next day
+                # (the local time moved on by 24 - that hour, without making it).
+                day = taken + _ONE_DAY if local.hour >= sleep_from else taken
                 middle = datetime.fromtimestamp((start + (end if end > start else start)) // 2, tz)
                 minute = (middle.date() - day).days * 1440 + middle.hour * 60 + middle.minute
             else:
@@ -142,11 +179,6 @@ class WearableDays:
             if identity in here:
                 duplicates += 1
                 continue
-            known = streams.get(metric)
-            if known is None:
-                seen_as = f"{stream}|{metric}"
-                known = streams[metric] = (seen_as, seen.counted_until(seen_as))
-            seen_as, until = known
             # Time from the end of the counted time on is not covered: most
             # samples of a new delivery are asked nothing more.
             if until is not None and start < until and covers(seen_as, start, end):
@@ -154,20 +186,28 @@ class WearableDays:
                 continue
             here.add(identity)
             new += 1
-            totals = opened.get(day)
+            totals = mine.get(day)
             if totals is None:
-                totals = opened[day] = DayTotals()
+                # Copy-on-write: an open day's totals may be shared with the
+                # state this one was cloned from (:meth:`clone`).
+                shared = opened.get(day)
+                totals = DayTotals() if shared is None else shared.clone()
+                mine[day] = opened[day] = totals
             totals.add(metric, value, start, key, minute)
-            hours = (start // 3600, (end - 1 if end > start else start) // 3600)
-            if hours != covered:  # the same hours again set the same bits: skipped
-                covered = hours
+            hour = start // 3600
+            end_hour = (end - 1 if end > start else start) // 3600
+            if hour != covered_first or end_hour != covered_last:
+                # The same hours again would set the same bits: skipped.
+                covered_first, covered_last = hour, end_hour
                 self._cover(start, end)
-            if newest is None or start > newest:
+            if start > newest:
                 newest = start
+        if run is not None:
+            _widen(spans, run, first, last)
         limit = config.dedup.intervals_per_stream
         for metric, (first, last) in spans.items():
-            self.seen.add(f"{stream}|{metric}", first, last, limit)
-        return Added(new, duplicates, late, newest)
+            seen.add(streams[metric][0], first, last, limit)  # "stream|metric"
+        return Added(new, duplicates, late, newest if new else None)
 
     def _cover(self, start: int, end: int) -> None:
         first, last = start // 3600, max(start, end - 1) // 3600
@@ -181,7 +221,7 @@ class WearableDays:
 
     def _next_day(self) -> date | None:
         if self.tracking and self.last_closed is not None:
-            return self.last_closed + timedelta(days=1)
+            return self.last_closed + _ONE_DAY
         return min(self.open) if self.open else None
 
     def close(self, newest: int, lateness: int, config: CoreConfig) -> list[ClosedDay]:
@@ -194,8 +234,10 @@ class WearableDays:
         closed: list[ClosedDay] = []
         while (day := self._next_day()) is not None:
             totals = self.open.get(day)
-            fallback = self.zones.latest() or "+00:00"
-            start_key = totals.first[1] if totals is not None and totals.first else fallback
+            if totals is not None and totals.first:
+                start_key = totals.first[1]
+            else:
+                start_key = self.zones.latest() or "+00:00"
             end_key = totals.last[1] if totals is not None and totals.last else start_key
             start, end = day_bounds(day, start_key, end_key)
             if end + lateness > newest:
@@ -255,7 +297,7 @@ class WearableDays:
         without = None if self.last_data is None else max(0, end - self.last_data) / 3600
         return ClosedDay(
             day=day,
-            end=local_midnight(day + timedelta(days=1), key),
+            end=local_midnight(day + _ONE_DAY, key),
             has_data=totals is not None,
             coverage=coverage,
             hours_without_data=without,
@@ -269,10 +311,12 @@ class WearableDays:
 
         The feature and zone histories change only when a day closes, which
         most events do not do: they are shared, and :meth:`close` copies them
-        before it changes them.
+        before it changes them. So are the open days' totals, which only
+        :meth:`add` changes, and copies first; a delivery adds to one or two
+        of them.
         """
         return WearableDays(
-            {day: totals.clone() for day, totals in self.open.items()},
+            dict(self.open),
             self.last_closed,
             self.tracking,
             self.gap_run,

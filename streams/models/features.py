@@ -142,6 +142,8 @@ _SLOTS = 4
 #: ... in thousandths: an int pickles in 2-5 bytes, a float in 9, and 8 features
 #: x 4 numbers are most of what the risk model adds to a patient's state.
 _MILLI = 1000
+#: Each feature's three inputs by name, in :data:`FEATURES` order (named once, not per day).
+_NAMES = tuple((f"{f}_z", f"{f}_abs", f"{f}_drift") for f in FEATURES)
 
 
 def _zeros() -> list[int]:
@@ -233,9 +235,10 @@ class RiskFeatures:
                 _milli(cusum.up),
                 _milli(cusum.down),
             ]
-            values[f"{feature}_z"] = memory[at] / _MILLI
-            values[f"{feature}_abs"] = memory[at + 1] / _MILLI
-            values[f"{feature}_drift"] = (memory[at + 2] - memory[at + 3]) / _MILLI / h
+            z_name, abs_name, drift_name = _NAMES[i]
+            values[z_name] = memory[at] / _MILLI
+            values[abs_name] = memory[at + 1] / _MILLI
+            values[drift_name] = (memory[at + 2] - memory[at + 3]) / _MILLI / h
         values["anomaly_rate"] = rate
         values.update(rating_inputs(courses, micros(day.end), config))
         names = INPUTS

@@ -170,6 +170,8 @@ def _copy_everything(state: PatientState, **_: object) -> PatientState:
 def _clone_everything(days: WearableDays) -> WearableDays:
     twin = _CLONE(days)
     twin.history, twin.zones = days.history.clone(), days.zones.clone()
+    twin.open = {day: totals.clone() for day, totals in days.open.items()}
+    twin.seen = SampleCoverage({stream: list(spans) for stream, spans in days.seen.spans.items()})
     return twin
 
 
