@@ -512,6 +512,7 @@ def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int, flo
     began = time.monotonic()
     stack = Stack(settings, workers=workers, api_port=port)
     stop = threading.Event()
+    interrupted = False
     try:
         with stop_signals():
             try:
@@ -543,12 +544,14 @@ def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int, flo
                     click.echo(f"psymon  {progress.line()}")
                     shown, quiet_since = key, time.monotonic()
     except KeyboardInterrupt:
-        click.echo("\npsymon  stopping: workers, trainer, sink, API, database, broker")
+        interrupted = True
     except StackError as error:
         raise click.ClickException(str(error)) from None
     finally:
-        stop.set()
         with shielded_from_signals(lambda line: click.echo(f"psymon  {line}")):
+            if interrupted:
+                click.echo("\npsymon  stopping: workers, trainer, sink, API, database, broker")
+            stop.set()
             stack.stop()
         click.echo("psymon  stopped")
 

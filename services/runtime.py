@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,20 +173,7 @@ def _psymon() -> str:
 
 
 @contextmanager
-def running(
-    settings: Settings, *, workers: int = 1, api_port: int = 8000, echo: Any = print
-) -> Iterator[Stack]:
-    """Start the stack for the duration of a ``with`` block."""
-    stack = Stack(settings, workers=workers, api_port=api_port)
-    try:
-        yield stack.start(echo=echo)
-    finally:
-        with shielded_from_signals(echo):
-            stack.stop()
-
-
-@contextmanager
-def shielded_from_signals(echo: Any = print) -> Iterator[None]:
+def shielded_from_signals(echo: Callable[[str], object] = print) -> Iterator[None]:
     """Let a stop finish: Ctrl-C or SIGTERM while it runs is acknowledged, not obeyed.
 
     An impatient second Ctrl-C used to interrupt :meth:`Stack.stop` halfway,
@@ -196,29 +183,26 @@ def shielded_from_signals(echo: Any = print) -> Iterator[None]:
     the wait is bounded too.
     """
 
+    from services.embedded.children import signals_handled
+
     def acknowledge(signum: int, frame: Any) -> None:
         echo("still stopping: every component gets a clean shutdown first")
 
-    previous = {sig: signal.signal(sig, acknowledge) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_handled(acknowledge, signal.SIGINT, signal.SIGTERM):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager
 def stop_signals() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt, so Ctrl-C and a service manager stop alike."""
 
+    from services.embedded.children import signals_handled
+
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
+    with signals_handled(interrupt, signal.SIGTERM):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass

@@ -43,7 +43,7 @@ from types import FrameType, TracebackType
 from typing import IO
 
 from schemas.topics import ALL_TOPICS
-from services.embedded.children import spawn_child, stop_child
+from services.embedded.children import signals_handled, spawn_child, stop_child
 from services.embedded.topics import (
     BrokerError,
     TopicPartitionMismatch,
@@ -312,12 +312,8 @@ def _stop_on_signals() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise _Stop(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_handled(handler, signal.SIGINT, signal.SIGTERM):
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run_broker_foreground(

@@ -26,7 +26,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import FrameType
 from typing import IO, Any
 
 _PR_SET_PDEATHSIG = 1
@@ -106,3 +107,16 @@ def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
     # The child leads its own group (start_new_session), so its pid is the group id.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, sig)
+
+
+@contextlib.contextmanager
+def signals_handled(
+    handler: Callable[[int, FrameType | None], Any], *signums: int
+) -> Iterator[None]:
+    """Handle ``signums`` with ``handler`` for the duration of a ``with`` block, then as before."""
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

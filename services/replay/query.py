@@ -69,7 +69,10 @@ INPUT_KINDS: tuple[str, ...] = tuple(sorted(RAW_KINDS))
 #: Arrival order within a patient (see the module docstring).
 ARRIVAL_ORDER = "received_at, observed_at, event_id"
 
-#: Rows fetched per round trip from the server-side cursor.
+#: Rows fetched per round trip from the server-side cursor. 500 to 5,000 made
+#: no difference to a replay's CPU (docs/benchmarks.md section 4); the smaller
+#: batch holds less memory (a prefetching read holds two) and gives a reader
+#: its first events sooner.
 FETCH_ROWS = 500
 
 

@@ -182,7 +182,6 @@ def replay_outputs(
                 models,
                 jobs=processes,
                 count=progress is not None,
-                conn=audit_conn,
             ) as source:
                 ticker.total = source.total
                 tick = ticker.tick
@@ -319,7 +318,6 @@ def replay(
         try:
             files, counts, patients_seen, sent = _run(
                 url,
-                conn,
                 query,
                 core_config,
                 directory,
@@ -363,7 +361,6 @@ def replay(
 
 def _run(
     url: str,
-    conn: psycopg.Connection[Any],
     query: EventQuery,
     config: CoreConfig,
     directory: Path | None,
@@ -381,9 +378,7 @@ def _run(
     last_patient: str | None = None
     try:
         counting = progress is not None
-        with ReplaySource(
-            url, query, config, models, jobs=jobs, count=counting, conn=conn
-        ) as source:
+        with ReplaySource(url, query, config, models, jobs=jobs, count=counting) as source:
             # After the replay's processes started: the producer runs a thread of its own.
             if to_topic:
                 topic = TopicWriter(bootstrap or "", to_topic, partitions=partitions)
