@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator
 
 from schemas.envelope import MAX_CLOCK_SKEW, Source, utc, utc_difference
 from schemas.events import (
@@ -141,18 +142,27 @@ def _valid_at_once(data: bytes, topic: str) -> InputEvent | None:
     the full path (:func:`_lenient_json`), and so is every record that fails
     here, so that its dead letter is made as before. ``None``: use the full path.
     """
-    validator = validator_for(topic)
+    one_pass = _ONE_PASS.get(topic)
+    validator, accepted = one_pass if one_pass is not None else _one_pass(topic)
     if validator is None or _lenient_json(data):
         return None
     try:
         event: InputEvent = validator.validate_json(data)
     except ValidationError:
         return None
-    accepted_here = KINDS_BY_TOPIC.get(topic, _RAW_KIND_SET)
-    return event if event.kind in accepted_here and event.kind in _RAW_KIND_SET else None
+    return event if event.kind in accepted else None
 
 
 _RAW_KIND_SET = frozenset(RAW_KINDS)
+
+
+def _one_pass(topic: str) -> tuple[SchemaValidator | None, frozenset[str]]:
+    """The one pass's validator of ``topic`` and the raw kinds accepted on it."""
+    return validator_for(topic), KINDS_BY_TOPIC.get(topic, _RAW_KIND_SET) & _RAW_KIND_SET
+
+
+#: :func:`_one_pass` of every psymon topic, looked up once per record.
+_ONE_PASS = {topic: _one_pass(topic) for topic in KINDS_BY_TOPIC}
 
 
 def decode_document(

@@ -17,6 +17,7 @@ schema; the integration tests check that they do.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,12 +121,13 @@ def _items_json(items: dict[str, int] | None) -> str | None:
     return _ITEMS.dump_json(items).decode()
 
 
+#: The one type a usual item's value has.
+_INT_ONLY = frozenset({int})
+
+
 def _usual_items(items: dict[str, int]) -> bool:
     """Whether every key is a catalogue item key and every value a plain ``int``."""
-    for key, value in items.items():
-        if key not in _ITEM_KEYS or type(value) is not int:
-            return False
-    return True
+    return _ITEM_KEYS.issuperset(items) and _INT_ONLY.issuperset(map(type, items.values()))
 
 
 #: How a score's payload ends: its items, then its total (the model's last two fields).
@@ -146,29 +148,48 @@ def _score_row(e: ClinicalScore) -> Row:
     keyword handling costs a quarter of the encoding.
     """
     payload = e.__pydantic_serializer__.to_json(e).decode()
-    items = e.items
+    # The fields' values in one call (a model's fields are its __dict__'s).
+    event_id, patient, observed, arrived, source, zone, instrument, version, by, items, total = (
+        _SCORE_FIELDS(e.__dict__)
+    )
     if items is not None and _usual_items(items):
         end = payload.rindex(_TOTAL_KEY)
         items_json: str | None = payload[payload.rindex(_ITEMS_KEY, 0, end) + len(_ITEMS_KEY) : end]
     else:
         items_json = _items_json(items)
-    source = e.source
+    system, device, source_rater = _SOURCE_FIELDS(source.__dict__)
     return (  # _envelope(e)'s columns written out: one row per score, the sink's hot path
-        e.event_id,
-        e.patient_id,
-        e.observed_at,
-        e.received_at,
-        source.system,
-        source.device,
-        source.rater,
-        e.time_zone,
-        e.instrument,
-        e.version,
-        e.rater,
+        event_id,
+        patient,
+        observed,
+        arrived,
+        system,
+        device,
+        source_rater,
+        zone,
+        instrument,
+        version,
+        by,
         items_json,
-        e.total,
+        total,
         payload,
     )
+
+
+_SCORE_FIELDS = operator.itemgetter(
+    "event_id",
+    "patient_id",
+    "observed_at",
+    "received_at",
+    "source",
+    "time_zone",
+    "instrument",
+    "version",
+    "rater",
+    "items",
+    "total",
+)
+_SOURCE_FIELDS = operator.itemgetter("system", "device", "rater")
 
 
 def _sample_row(e: WearableSample, upload_id: Any = None) -> Row:
@@ -462,6 +483,10 @@ _BY_KIND: dict[str, TableSpec] = {
     "subgroup_assigned": SUBGROUP_ASSIGNMENTS,
     "dead_letter": DEAD_LETTERS,
 }
+
+
+#: The one kind of event each table holds, by table name.
+KIND_BY_TABLE: dict[str, str] = {spec.name: kind for kind, spec in _BY_KIND.items()}
 
 
 def table_for(event: Storable) -> TableSpec:

@@ -34,7 +34,7 @@ import functools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -52,6 +52,7 @@ from services.store.migrate import ensure_partitions, recorded_flavour
 from services.store.rollups import ROLLUPS, Rollup
 from services.store.tables import (
     DEAD_LETTERS,
+    KIND_BY_TABLE,
     TABLES,
     WEARABLE_SAMPLES,
     WEARABLE_UPLOADS,
@@ -86,9 +87,10 @@ class WriteReport:
         self.refused += other.refused
 
 
-#: What a row was made from: the event, or an upload and the index of the
-#: reading (a sample row built straight from the reading, see :func:`_upload_rows`).
-Origin = Storable | tuple[WearableUpload, int]
+#: What a row was made from: the event, an upload and the index of the
+#: reading (a sample row built straight from the reading, see :func:`_upload_rows`),
+#: or ``None``: an event not kept, whose row says all a dead letter needs (see :func:`_refused`).
+Origin = Storable | tuple[WearableUpload, int] | None
 
 #: Rows per table of one batch, each with what it was made from.
 Pending = list[tuple[Origin, Row]]
@@ -233,9 +235,13 @@ class StoreWriter:
                             if not months <= known:
                                 raise _NewMonth
                             checked = len(months)
-                        for _, row in pending[written:]:
-                            write_row(row)
-                        written = len(pending)
+                        count = len(pending)
+                        if count == written + 1:  # one row per event but an upload's
+                            write_row(pending[written][1])
+                        else:
+                            for _, row in pending[written:]:
+                                write_row(row)
+                        written = count
                 rollup = self._rollups.get(spec.name)
                 if rollup is not None:
                     rollup.add_rows(cursor, spec.columns, (row for _, row in pending))
@@ -285,7 +291,7 @@ class StoreWriter:
                 return self._copy_and_insert(spec, [row for _, row in pending], straight), []
         except (psycopg.DataError, psycopg.IntegrityError, UnicodeError) as error:
             if len(pending) == 1:
-                return 0, [_refused(pending[0][0], error)]
+                return 0, [_refused(spec, *pending[0], error)]
         middle = len(pending) // 2
         first, first_refused = self._load(spec, pending[:middle])
         second, second_refused = self._load(spec, pending[middle:])
@@ -416,6 +422,8 @@ class _Reading:
             for event in self._source:
                 self._batch.add(event)
                 yield event
+        except GeneratorExit:
+            raise  # closed by the loop reading it, which stopped on an error of its own
         except BaseException:
             self.failed = True
             raise
@@ -434,6 +442,9 @@ class _Batch:
         self.report = WriteReport()
         #: event_ids per table (every table's first column is event_id)
         self._seen: dict[str, set[Any]] = {}
+        self._tables: dict[
+            str, tuple[set[Any], Pending, Callable[[str, datetime, datetime], None] | None]
+        ] = {}
 
     def add(self, event: Storable) -> None:
         """Add ``event``'s rows, but none of an event already added (the same event twice)."""
@@ -444,17 +455,35 @@ class _Batch:
             self._add_rows(WEARABLE_SAMPLES.name, expanded[1:])
             return
         spec = table_for(event)
-        self.spans.add(event, spec)
         row = spec.row(event)
         name = spec.name
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = self._table(spec)
+        seen, pending, spans = table
+        if spans is not None:
+            # The envelope's columns come first: event_id, patient_id, observed_at, received_at.
+            spans(row[1], row[2], row[3])
         self.report.offered[name] += 1
-        seen = self._seen.get(name)
-        if seen is None:
-            seen = self._seen[name] = set()
         known = len(seen)
         seen.add(row[0])  # hashes the id once (a UUID's hash is Python code)
         if len(seen) != known:
-            self.by_table.setdefault(name, []).append((event, row))
+            # Not the event itself: the batch does not keep 5,000 events alive,
+            # and the row holds what a dead letter of it needs (see _refused).
+            pending.append((event if spec is DEAD_LETTERS else None, row))
+
+    def _table(
+        self, spec: TableSpec
+    ) -> tuple[set[Any], Pending, Callable[[str, datetime, datetime], None] | None]:
+        """A table's ids seen, its rows, and how its events are noted in :attr:`spans`.
+
+        Dead letters are not a patient's record and have no partitions.
+        """
+        seen = self._seen.setdefault(spec.name, set())
+        pending = self.by_table.setdefault(spec.name, [])
+        if spec is DEAD_LETTERS:
+            return seen, pending, None
+        return seen, pending, self.spans.note if spec.partitioned else self.spans.note_patient
 
     def _add_rows(self, spec_name: str, rows: Sequence[tuple[Origin, Row]]) -> None:
         self.report.offered[spec_name] += len(rows)
@@ -508,10 +537,31 @@ class _Spans:
         """Note ``event`` (stored in ``spec``'s table: looked up when not given)."""
         if isinstance(event, DeadLetter):  # unpartitioned, and not a patient's record
             return
-        observed = event.observed_at
         if (spec or table_for(event)).partitioned:
+            self.note(event.patient_id, event.observed_at, event.received_at)
+        else:
+            self.note_patient(event.patient_id, event.observed_at, event.received_at)
+
+    def note(self, patient: str, observed: datetime, received: datetime) -> None:
+        """Note an event of a partitioned table: its month, and its patient's span."""
+        if observed.tzinfo is self._utc_zone:  # as _month, inline: one row per score
+            self.months.add((observed.year, observed.month))
+        else:
             self.months.add(self._month(observed))
-        self._span(event.patient_id, observed, observed, event.received_at)
+        span = self.patients.get(patient)  # as _span, inline
+        if span is None:
+            self.patients[patient] = [observed, observed, received]
+            return
+        if observed < span[0]:
+            span[0] = observed
+        if observed > span[1]:
+            span[1] = observed
+        if received > span[2]:
+            span[2] = received
+
+    def note_patient(self, patient: str, observed: datetime, received: datetime) -> None:
+        """Note an event of an unpartitioned table: its patient's span."""
+        self._span(patient, observed, observed, received)
 
     def _month(self, when: datetime) -> tuple[int, int]:
         """:func:`_month`, without asking again the offset of a fixed zone known to be UTC.
@@ -677,7 +727,7 @@ def _stage(spec: TableSpec) -> sql.Identifier:
     return sql.Identifier(f"psymon_stage_{spec.name}")
 
 
-def _event_of(origin: Origin) -> Storable:
+def _event_of(origin: Storable | tuple[WearableUpload, int]) -> Storable:
     """The event a row was made from (a sample of an upload is built here, when needed)."""
     if not isinstance(origin, tuple):
         return origin
@@ -686,15 +736,31 @@ def _event_of(origin: Origin) -> Storable:
     return alone.samples()[0]
 
 
-def _refused(origin: Origin, error: BaseException) -> DeadLetter:
-    """A dead letter for an event the database would not store."""
+def _refused(spec: TableSpec, origin: Origin, row: Row, error: BaseException) -> DeadLetter:
+    """A dead letter for an event the database would not store (its row is ``row``).
+
+    An event not kept (``origin`` ``None``) is read off its row: the payload
+    is the event's ``model_dump_json()``, the envelope's columns come first
+    (``event_id, patient_id, observed_at, received_at``), and the table holds
+    one kind of event: the same dead letter as from the event itself
+    (tests/integration/test_sink_load.py).
+    """
+    reason = f"the database refused the event ({type(error).__name__}): {str(error)[:500]}"
+    if origin is None:
+        return dead_letter(
+            row[-1].encode(),
+            topic_for_kind(KIND_BY_TABLE[spec.name]),
+            row[3],
+            reason,
+            patient_id=row[1],
+            source=STORE_SOURCE,
+        )
     event = _event_of(origin)
     if isinstance(event, DeadLetter):
         raise RuntimeError(
             f"the database refused a dead letter ({type(error).__name__}); see the server log"
         ) from error
     raw = event.model_dump_json().encode()
-    reason = f"the database refused the event ({type(error).__name__}): {str(error)[:500]}"
     return dead_letter(
         raw,
         topic_for_kind(event.kind),

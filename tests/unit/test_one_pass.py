@@ -19,9 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from schemas import one_pass
 from schemas.dispatch import decode, decode_document, loads
-from schemas.events import AnyEvent
-from schemas.examples import EXAMPLE_PATIENT
+from schemas.events import AnyEvent, ClinicalScore
+from schemas.examples import EXAMPLE_PATIENT, envelope_fields
 from schemas.instruments import INSTRUMENTS, Instrument
 from schemas.one_pass import SCORE_CHECKS_MERGED, validator_for
 from schemas.topics import CLINICAL_SCORES, INPUT_TOPICS, KINDS_BY_TOPIC, topic_for_kind
@@ -266,3 +267,46 @@ def test_the_total_of_valid_items_is_the_score(instrument: Instrument, data: st.
             return str(error)
 
     assert judged(instrument.total_of_valid_items) == judged(instrument.score)
+
+
+def _uniform(instrument: Instrument) -> bool:
+    """Whether the items share one range (a score's items are then checked in pydantic-core)."""
+    return len({(item.low, item.high) for item in instrument.items}) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    instrument=st.sampled_from([i for i in INSTRUMENTS.values() if _uniform(i)]),
+    data=st.data(),
+)
+def test_the_checks_of_valid_items_judge_as_the_scores_checks(
+    instrument: Instrument, data: st.DataObject
+) -> None:
+    items = {item.key: data.draw(st.integers(item.low, item.high)) for item in instrument.items}
+    summed = sum(items.values())
+    total = data.draw(
+        st.one_of(
+            st.none(),
+            st.just(summed),
+            st.integers(instrument.total_low - 2, instrument.total_high + 2),
+            st.integers(-(2**70), 2**70),
+        )
+    )
+
+    def judged(checks: Any) -> Any:
+        score = ClinicalScore(
+            **envelope_fields(),
+            instrument=instrument.id,
+            rater=sorted(instrument.raters)[0],
+            items=items,
+        )
+        # The total as pydantic-core hands it to the checks (not yet checked).
+        object.__setattr__(score, "total", total)
+        try:
+            checked = checks(score)
+        except ValueError as error:
+            return type(error), str(error)
+        return checked.model_dump()
+
+    merged = judged(one_pass._valid_items_checks(instrument))
+    assert merged == judged(one_pass._score_checks)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
@@ -24,8 +25,17 @@ from schemas.identity import event_id_for, pseudonymise
 from schemas.instruments import INSTRUMENTS
 from services.simulator import simulate_cohort
 from services.store.rollups import ROLLUPS
-from services.store.tables import CLINICAL_SCORES, Row, _envelope, _json, stored_events
-from services.store.writer import _month, _Spans, rows_of
+from services.store.tables import (
+    CLINICAL_SCORES,
+    DEAD_LETTERS,
+    TABLES,
+    Row,
+    _envelope,
+    _json,
+    stored_events,
+    table_for,
+)
+from services.store.writer import _Batch, _month, _Reading, _refused, _Spans, rows_of
 
 BERLIN_SUMMER = timezone(timedelta(hours=2))
 
@@ -209,6 +219,36 @@ def test_score_rows_equal_the_rows_built_in_full(score: ClinicalScore) -> None:
     assert row[-1] == score.model_dump_json()
 
 
+def _refused_both_ways(event: Any) -> None:
+    """A refused row's dead letter, from the row alone, is the one made from the event."""
+    spec = table_for(event)
+    row = spec.row(event)
+    error = ValueError("PostgreSQL cannot hold U+0000")
+    assert _refused(spec, None, row, error) == _refused(spec, event, row, error)
+
+
+def test_every_table_but_dead_letters_has_the_envelope_first_and_the_payload_last() -> None:
+    for spec in TABLES:
+        if spec is not DEAD_LETTERS:
+            assert spec.columns[1] == "patient_id" and spec.columns[3] == "received_at"
+            assert spec.columns[-1] == "payload"
+
+
+def test_a_refused_rows_dead_letter_is_the_one_its_event_makes() -> None:
+    simulated = simulate_cohort(3, 4, seed=5, start=datetime(2026, 1, 30, tzinfo=UTC))
+    events = [e for e in simulated.events() if not isinstance(e, WearableUpload)]
+    events += _uploads()[-1].samples()  # samples sent alone, on the samples' topic
+    assert {e.kind for e in events} >= {"clinical_score", "wearable_sample", "lab_result"}
+    for event in events:
+        _refused_both_ways(event)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_scores())
+def test_a_refused_scores_dead_letter_is_the_one_the_score_makes(score: ClinicalScore) -> None:
+    _refused_both_ways(score)
+
+
 class _Rating(enum.IntEnum):
     TWO = 2
 
@@ -300,3 +340,35 @@ def test_rollup_partials_fall_on_the_utc_day_whatever_the_zone(moments: list[Any
         day = datetime.combine(utc(moment).date(), datetime.min.time(), UTC)
         expected[day] = expected.get(day, 0) + 1
     assert counted == expected
+
+
+def test_an_error_of_the_copy_while_reading_is_not_a_failure_to_read() -> None:
+    """The COPY's loop stopping on an error of its own closes the reading: not a failure of it."""
+    batch = _Batch()
+    reading = _Reading(iter(simulated_scores()), batch)
+    with pytest.raises(ValueError):
+        for _ in reading:
+            raise ValueError("the database refused a row")
+    assert not reading.failed
+
+    def broken() -> Any:
+        yield from simulated_scores()[:1]
+        raise RuntimeError("decoding failed")
+
+    reading = _Reading(broken(), _Batch())
+    with pytest.raises(RuntimeError):
+        for _ in reading:
+            pass
+    assert reading.failed
+
+
+def simulated_scores() -> list[ClinicalScore]:
+    return [
+        ClinicalScore(
+            **envelope_fields(event_id=event_id_for("reading", str(n))),
+            instrument="phq9",
+            rater="self",
+            total=n,
+        )
+        for n in range(3)
+    ]
