@@ -43,8 +43,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pydantic import TypeAdapter
-from pydantic_core import SchemaValidator, core_schema
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import SchemaError, SchemaValidator, core_schema
 
 from schemas import envelope
 from schemas.events import RAW_KINDS, AnyEvent, ClinicalScore
@@ -188,6 +188,8 @@ def _merged_score(choice: dict[str, Any]) -> dict[str, Any]:
         fields[name] = {**fields[name], "schema": schema}
 
     patient = _after(fields["patient_id"]["schema"], envelope._check_pseudonym)
+    if patient.get("type") != "str" or set(patient) - {"type", "max_length"}:
+        raise _Unexpected(f"the pseudonym's schema has more than a length: {patient}")
     pattern = f"^(?:{PSEUDONYM_PATTERN.pattern})$"  # the whole string, as fullmatch
     shape = core_schema.str_schema(max_length=patient.get("max_length"), pattern=pattern)
     field("patient_id", dict(shape))
@@ -217,12 +219,15 @@ def _by_instrument(score: dict[str, Any]) -> dict[str, Any]:
     if items.get("type") != "default" or items["schema"].get("type") != "nullable":
         raise _Unexpected(items.get("type"))
     alone = {key: value for key, value in score.items() if key != "ref"}  # one ref, one schema
+    models_items = SchemaValidator(items["schema"])
     choices: dict[str, Any] = {}
     for instrument in INSTRUMENTS.values():
         ranges = {(item.low, item.high) for item in instrument.items}
         if len(ranges) != 1:
             continue
         [(low, high)] = ranges
+        if not _models_accept_items(models_items, instrument, low, high):
+            continue  # the schema below would accept what the models refuse
         count = len(instrument.items)
         valid = core_schema.dict_schema(
             keys_schema=core_schema.literal_schema([item.key for item in instrument.items]),
@@ -236,6 +241,24 @@ def _by_instrument(score: dict[str, Any]) -> dict[str, Any]:
         choices[instrument.id] = {**choice, "function": function}
     tagged = core_schema.tagged_union_schema(choices, discriminator="instrument")
     return {"type": "union", "choices": [tagged, alone], "mode": "left_to_right"}
+
+
+def _models_accept_items(
+    models_items: SchemaValidator, instrument: Instrument, low: int, high: int
+) -> bool:
+    """Whether the models' items schema takes all of ``instrument``'s items at ``low`` and ``high``.
+
+    The schema of :func:`_by_instrument` checks the keys, their number and
+    the range, and leaves out the models' own limits on the items (the
+    number of items, the length of a key); this proves those limits hold for
+    every dict it accepts.
+    """
+    for value in (low, high):
+        try:
+            models_items.validate_python({item.key: value for item in instrument.items})
+        except ValidationError:
+            return False
+    return True
 
 
 def _kind_required(choice: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +275,7 @@ def _choices() -> tuple[dict[str, Any], dict[str, dict[str, Any]], bool]:
     """The union's schema and its choices by kind; ClinicalScore's merged where it can be."""
     union: dict[str, Any] = dict(TypeAdapter(AnyEvent).core_schema)
     if union.get("type") != "tagged-union":
-        raise RuntimeError(f"AnyEvent's schema is a {union.get('type')}, not a tagged union")
+        return {}, {}, False  # shaped by another pydantic: every record takes the full path
     choices = dict(union["choices"])
     try:
         choices["clinical_score"] = _merged_score(choices["clinical_score"])
@@ -265,16 +288,19 @@ def _validator(
     union: dict[str, Any], choices: dict[str, Any], kinds: frozenset[str]
 ) -> SchemaValidator | None:
     raw = [kind for kind in RAW_KINDS if kind in kinds]
-    if not raw:
+    if not raw or not choices:
         return None
     if len(raw) == 1:
         try:
             return SchemaValidator(_scores_by_instrument(raw[0], _kind_required(choices[raw[0]])))
-        except (_Unexpected, KeyError):
+        except (_Unexpected, KeyError, SchemaError):
             pass
-    return SchemaValidator(
-        {**union, "choices": {kind: _scores_by_instrument(kind, choices[kind]) for kind in raw}}
-    )
+    try:
+        return SchemaValidator(
+            {**union, "choices": {kind: _scores_by_instrument(kind, choices[kind]) for kind in raw}}
+        )
+    except SchemaError:
+        return None  # the full path judges every record
 
 
 def _scores_by_instrument(kind: str, choice: dict[str, Any]) -> dict[str, Any]:

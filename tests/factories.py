@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.dispatch import dead_letter
+from schemas.dispatch import dead_letter, decode_document, loads
 from schemas.events import (
     Alert,
     ClinicalOutcome,
@@ -106,3 +106,17 @@ def make_examples() -> dict[str, Any]:
             evidence={"crp_above": 2, "crp_latest": 4.2},
         ),
     }
+
+
+def decoded_by_full_path(raw: bytes, topic: str) -> Any:
+    """What ``decode``'s full path makes of ``raw`` (``json.loads`` without NaN, then the models).
+
+    The reference the one-pass shortcuts of :func:`schemas.dispatch.decode`
+    are checked against; ``"not valid JSON"`` where the full path refuses
+    the text itself.
+    """
+    try:
+        document = loads(raw)
+    except ValueError:
+        return "not valid JSON"
+    return decode_document(document, raw=raw, topic=topic, received_at=T0)

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.dispatch import _lenient_json, decode, decode_document, loads
+from schemas.dispatch import _lenient_json, decode
 from schemas.events import ClinicalScore, LabResult
 from schemas.examples import envelope_fields
 from schemas.topics import CLINICAL_SCORES, LAB_RESULTS
-from tests.factories import T0
+from tests.factories import T0, decoded_by_full_path
 
 
 def _lab(**changes: Any) -> bytes:
@@ -39,14 +39,6 @@ def _score_with_a_repeated_total(first: bytes) -> bytes:
 def _with(raw: bytes, old: bytes, new: bytes) -> bytes:
     assert raw.count(old) == 1, old
     return raw.replace(old, new)
-
-
-def _full_path(raw: bytes, topic: str) -> Any:
-    try:
-        document = loads(raw)
-    except ValueError:
-        return "not valid JSON"
-    return decode_document(document, raw=raw, topic=topic, received_at=T0)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +79,7 @@ def _full_path(raw: bytes, topic: str) -> Any:
 )
 def test_decode_agrees_with_the_full_path(raw: bytes, topic: str) -> None:
     decoded = decode(raw, topic=topic, received_at=T0)
-    expected = _full_path(raw, topic)
+    expected = decoded_by_full_path(raw, topic)
     if expected == "not valid JSON":
         assert decoded.kind == "dead_letter"
         assert decoded.reason.startswith("not valid JSON")

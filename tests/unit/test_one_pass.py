@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from schemas import one_pass
-from schemas.dispatch import decode, decode_document, loads
+from schemas.dispatch import decode
 from schemas.events import AnyEvent, ClinicalScore
 from schemas.examples import EXAMPLE_PATIENT, envelope_fields
 from schemas.instruments import INSTRUMENTS, Instrument
 from schemas.one_pass import SCORE_CHECKS_MERGED, validator_for
 from schemas.topics import CLINICAL_SCORES, INPUT_TOPICS, KINDS_BY_TOPIC, topic_for_kind
-from tests.factories import T0, make_examples
+from tests.factories import T0, decoded_by_full_path, make_examples
 
 _MODELS: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 #: A topic psymon does not know: every raw kind is accepted there (the union's validator).
@@ -164,14 +164,6 @@ def _score_records(draw: st.DrawFn) -> bytes:
     return text.encode()
 
 
-def _full_path(raw: bytes, topic: str) -> Any:
-    try:
-        document = loads(raw)
-    except ValueError:
-        return "not valid JSON"
-    return decode_document(document, raw=raw, topic=topic, received_at=T0)
-
-
 def _same_event(fast: Any, expected: Any) -> None:
     assert fast == expected
     assert list(fast.__dict__) == list(expected.__dict__)
@@ -183,7 +175,7 @@ def _same_event(fast: Any, expected: Any) -> None:
 @given(_score_records(), st.sampled_from([CLINICAL_SCORES, _ELSEWHERE]))
 def test_decode_judges_every_score_record_as_the_full_path(raw: bytes, topic: str) -> None:
     decoded = decode(raw, topic=topic, received_at=T0)
-    expected = _full_path(raw, topic)
+    expected = decoded_by_full_path(raw, topic)
     if expected == "not valid JSON":
         assert decoded.kind == "dead_letter"
         assert decoded.reason.startswith("not valid JSON")
@@ -239,7 +231,7 @@ def test_every_raw_kind_decodes_on_its_topic_as_the_full_path(name: str) -> None
         for record in (document, without_kind):
             raw = json.dumps(record).encode()
             decoded = decode(raw, topic=topic, received_at=T0)
-            expected = _full_path(raw, topic)
+            expected = decoded_by_full_path(raw, topic)
             if decoded.kind == "dead_letter":
                 assert decoded == expected
             else:
@@ -310,3 +302,33 @@ def test_the_checks_of_valid_items_judge_as_the_scores_checks(
 
     merged = judged(one_pass._valid_items_checks(instrument))
     assert merged == judged(one_pass._score_checks)
+
+
+def test_the_items_check_is_kept_only_where_the_models_own_limits_hold() -> None:
+    from pydantic_core import SchemaValidator, core_schema
+
+    phq9 = INSTRUMENTS["phq9"]
+    roomy = SchemaValidator(
+        core_schema.dict_schema(core_schema.str_schema(max_length=8), core_schema.int_schema())
+    )
+    assert one_pass._models_accept_items(roomy, phq9, 0, 3)
+    for too_tight in (
+        core_schema.dict_schema(core_schema.str_schema(), core_schema.int_schema(), max_length=5),
+        core_schema.dict_schema(core_schema.str_schema(max_length=0), core_schema.int_schema()),
+        core_schema.dict_schema(core_schema.str_schema(), core_schema.int_schema(le=2)),
+    ):
+        assert not one_pass._models_accept_items(SchemaValidator(too_tight), phq9, 0, 3)
+
+
+def test_a_pseudonym_schema_with_more_than_a_length_keeps_the_models_own_checks() -> None:
+    union = dict(TypeAdapter(AnyEvent).core_schema)
+    choice = union["choices"]["clinical_score"]
+    one_pass._merged_score(choice)  # as it is: merged
+    fields = one_pass._model(choice)["schema"]["fields"]
+    pseudonym = fields["patient_id"]["schema"]
+    stricter = {**pseudonym, "schema": {**pseudonym["schema"], "min_length": 30}}
+    changed = one_pass._with_fields(
+        choice, {**fields, "patient_id": {**fields["patient_id"], "schema": stricter}}
+    )
+    with pytest.raises(one_pass._Unexpected):
+        one_pass._merged_score(changed)
