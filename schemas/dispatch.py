@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -241,6 +241,38 @@ def field_errors(error: ValidationError) -> tuple[FieldError, ...]:
             FieldError(field=_clip(field, 256), message=_clip(message, 2000), value=value)
         )
     return tuple(result)
+
+
+def broker_time(timestamp_s: float) -> datetime | None:
+    """A broker timestamp (seconds after 1970) as a UTC time; ``None`` if no time can hold it.
+
+    A producer sets the timestamp of its records (Kafka's ``CreateTime``),
+    and nothing stops one from sending a time after the year 9999, which
+    Python's ``datetime`` cannot hold.
+
+    >>> broker_time(1772442300.0)
+    datetime.datetime(2026, 3, 2, 9, 5, tzinfo=datetime.timezone.utc)
+    >>> broker_time(1e15) is None
+    True
+    """
+    try:
+        return datetime.fromtimestamp(timestamp_s, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def bad_broker_time(
+    raw: bytes, topic: str, timestamp_s: float, *, source: Source = EDGE_SOURCE
+) -> DeadLetter:
+    """The dead letter of a record whose broker timestamp :func:`broker_time` cannot hold.
+
+    Received now, as far as anyone can tell; the reason names the timestamp.
+    """
+    reason = (
+        f"the record's broker timestamp, {timestamp_s * 1000:.0f} ms after 1970, is not a time "
+        "psymon can hold; accepted: times before the year 10000"
+    )
+    return dead_letter(raw, topic, datetime.now(UTC), reason, source=source)
 
 
 def dead_letter(

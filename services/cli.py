@@ -504,6 +504,7 @@ def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int, flo
         ProgressProbe,
         Stack,
         StackError,
+        say_at_once,
         shielded_from_signals,
         stop_signals,
     )
@@ -548,7 +549,7 @@ def _run_stack(*, workers: int, port: int, cohort: tuple[int, int, int, int, flo
     except StackError as error:
         raise click.ClickException(str(error)) from None
     finally:
-        with shielded_from_signals(lambda line: click.echo(f"psymon  {line}")):
+        with shielded_from_signals(lambda line: say_at_once(f"psymon  {line}")):
             if interrupted:
                 click.echo("\npsymon  stopping: workers, trainer, sink, API, database, broker")
             stop.set()

@@ -12,6 +12,7 @@ crash of this process stops them all, and nothing is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from services.embedded.children import signals_handled
 from services.settings import Settings
 
 #: How long a child may take to stop on SIGTERM before it is killed.
@@ -172,8 +174,18 @@ def _psymon() -> str:
     return str(script) if script.exists() else "psymon"
 
 
+def say_at_once(line: str) -> None:
+    """Write ``line`` to standard output without Python's buffer: safe in a signal handler.
+
+    A handler that prints through ``sys.stdout`` while the main thread is in
+    the middle of writing to it raises "reentrant call inside BufferedWriter".
+    """
+    with contextlib.suppress(OSError, ValueError):
+        os.write(sys.stdout.fileno(), (line + "\n").encode())
+
+
 @contextmanager
-def shielded_from_signals(echo: Callable[[str], object] = print) -> Iterator[None]:
+def shielded_from_signals(echo: Callable[[str], object] = say_at_once) -> Iterator[None]:
     """Let a stop finish: Ctrl-C or SIGTERM while it runs is acknowledged, not obeyed.
 
     An impatient second Ctrl-C used to interrupt :meth:`Stack.stop` halfway,
@@ -182,8 +194,6 @@ def shielded_from_signals(echo: Callable[[str], object] = print) -> Iterator[Non
     Every child has a bounded stop (:data:`STOP_TIMEOUT`, then SIGKILL), so
     the wait is bounded too.
     """
-
-    from services.embedded.children import signals_handled
 
     def acknowledge(signum: int, frame: Any) -> None:
         echo("still stopping: every component gets a clean shutdown first")
@@ -195,8 +205,6 @@ def shielded_from_signals(echo: Callable[[str], object] = print) -> Iterator[Non
 @contextmanager
 def stop_signals() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt, so Ctrl-C and a service manager stop alike."""
-
-    from services.embedded.children import signals_handled
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -46,7 +46,14 @@ from typing import Any, NamedTuple, Protocol
 import psycopg
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.dispatch import dead_letter, decode, field_errors, loads
+from schemas.dispatch import (
+    bad_broker_time,
+    broker_time,
+    dead_letter,
+    decode,
+    field_errors,
+    loads,
+)
 from schemas.envelope import Source
 from schemas.events import AnyEvent
 from schemas.identity import PSEUDONYM_PATTERN
@@ -100,11 +107,19 @@ class SinkRecord(NamedTuple):
     offset: int = -1
 
 
-def decode_record(record: RecordLike, *, source: Source = SINK_SOURCE) -> Storable:
-    """The event a record carries, or a dead letter saying why it carries none."""
+def decode_record(
+    record: RecordLike, *, source: Source = SINK_SOURCE, now: datetime | None = None
+) -> Storable:
+    """The event a record carries, or a dead letter saying why it carries none.
+
+    ``now``: the time a record without a broker timestamp was received
+    (default: the clock's).
+    """
     raw = record.value if record.value is not None else b""
     topic = record.topic
-    received_at = _kafka_time(record.timestamp)
+    received_at = _kafka_time(record.timestamp, now)
+    if received_at is None:
+        return bad_broker_time(raw, topic, record.timestamp / 1000, source=source)
     if topic in INPUT_TOPICS:
         return decode(raw, topic=topic, received_at=received_at, source=source)
     if topic not in OUTPUT_TOPICS:
@@ -152,16 +167,17 @@ def _undecodable_output(raw: bytes, topic: str, received_at: datetime, source: S
     )
 
 
-def _kafka_time(timestamp_ms: int | None) -> datetime:
+def _kafka_time(timestamp_ms: int | None, now: datetime | None) -> datetime | None:
+    """The record's broker time, ``now`` if it has none; ``None``: a timestamp no time can hold."""
     if timestamp_ms is None or timestamp_ms <= 0:
-        return datetime.now(UTC)
+        return now if now is not None else datetime.now(UTC)
     return _broker_time(timestamp_ms)
 
 
 @functools.lru_cache(maxsize=1)
-def _broker_time(timestamp_ms: int) -> datetime:
+def _broker_time(timestamp_ms: int) -> datetime | None:
     """A record's timestamp as a time; the last one kept (a batch's records often share one)."""
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    return broker_time(timestamp_ms / 1000)
 
 
 class DecodedBatch:
@@ -174,20 +190,21 @@ class DecodedBatch:
     batch cost ~1.3 µs more per score, docs/benchmarks.md section 3). A
     retry after a lost connection decodes the records again, and records
     appended meanwhile: the same events, as decoding depends on the record
-    alone, but for a record without a broker timestamp, which takes the
-    sink's clock (a dead letter's ``received_at``, the bound on a record's
-    own ``received_at``): decoded again later, it is what one attempt at that
-    later time stores. Nothing of a failed attempt is committed.
+    alone. A record without a broker timestamp is received at the time the
+    batch was made, on every reading: a retry judges it as the first attempt
+    did (a commit that reached the server before the connection was lost
+    cannot then be followed by a different event for the same record).
     """
 
     def __init__(self, records: list[Any]) -> None:
         self.records = records
         self._undecodable: int | None = None
+        self._now = datetime.now(UTC)
 
     def __iter__(self) -> Iterator[Storable]:
         letters = 0
         for record in self.records:
-            event = decode_record(record)
+            event = decode_record(record, now=self._now)
             if event.kind == "dead_letter":
                 letters += 1
             yield event

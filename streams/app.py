@@ -53,7 +53,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -61,7 +60,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT
 
-from schemas.dispatch import InputEvent, dead_letter, decode
+from schemas.dispatch import InputEvent, bad_broker_time, broker_time, dead_letter, decode
 from schemas.events import DeadLetter
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS, OUTPUT_TOPICS, topic_for_kind
 from streams import CoreConfig, PatientState, process, stored_state
@@ -118,9 +117,10 @@ async def restore_state(
     history: replaying it through the same core gives the state the live worker
     had, so nothing is raised twice and baselines carry on.
     """
-    if record.key is None or states.get(record.key) is not None:
-        return
-    event = decode(record.value, topic=record.topic, received_at=record.received_at)
+    received_at = broker_time(record.timestamp)
+    if record.key is None or received_at is None or states.get(record.key) is not None:
+        return  # (a timestamp no time can hold: handle() turns it into a dead letter)
+    event = decode(record.value, topic=record.topic, received_at=received_at)
     if isinstance(event, DeadLetter) or event.patient_id.encode() != record.key:
         return  # handle() turns it into a dead letter
     loop = asyncio.get_running_loop()
@@ -180,12 +180,9 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+    #: The broker timestamp, in seconds: the event's ``received_at``
+    #: (:func:`schemas.dispatch.broker_time`), so replays of the same records see the same time.
     timestamp: float
-
-    @property
-    def received_at(self) -> datetime:
-        """The broker timestamp: replays of the same records see the same time."""
-        return datetime.fromtimestamp(self.timestamp, UTC)
 
 
 #: (topic, key, value) of one record to produce.
@@ -229,7 +226,10 @@ def handle(
         applied, record.topic, record.partition, record.offset, timestamp_ms
     ):
         return []  # given again after a crash or a rebalance: the state has it already
-    event = decode(record.value, topic=record.topic, received_at=record.received_at)
+    received_at = broker_time(record.timestamp)
+    if received_at is None:
+        return [_outgoing(bad_broker_time(record.value, record.topic, record.timestamp))]
+    event = decode(record.value, topic=record.topic, received_at=received_at)
     if isinstance(event, DeadLetter):
         return [_outgoing(event)]
     key = event.patient_id.encode()
@@ -242,7 +242,7 @@ def handle(
             "partition (neither value is shown: they may identify a patient)"
         )
         letter = dead_letter(
-            record.value, record.topic, record.received_at, reason, patient_id=event.patient_id
+            record.value, record.topic, received_at, reason, patient_id=event.patient_id
         )
         return [_outgoing(letter)]
     state = initial_state(event.patient_id) if state_json is None else decode_state(state_json)
@@ -262,7 +262,7 @@ def handle(
             f"({type(error).__name__}); it is kept here unprocessed for inspection"
         )
         letter = dead_letter(
-            record.value, record.topic, record.received_at, reason, patient_id=event.patient_id
+            record.value, record.topic, received_at, reason, patient_id=event.patient_id
         )
         return [_outgoing(letter)]
     if new_state is not state:

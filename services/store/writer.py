@@ -92,7 +92,7 @@ class WriteReport:
 #: or ``None``: an event not kept, whose row says all a dead letter needs (see :func:`_refused`).
 Origin = Storable | tuple[WearableUpload, int] | None
 
-#: Rows per table of one batch, each with what it was made from.
+#: Rows per table of one batch, each with its :data:`Origin` (mostly ``None``).
 Pending = list[tuple[Origin, Row]]
 
 
@@ -434,7 +434,7 @@ class _NewMonth(Exception):
 
 
 class _Batch:
-    """The rows of one write call per table, with what each was made from; what it offered."""
+    """The rows of one write call per table (each with its :data:`Origin`); what it offered."""
 
     def __init__(self) -> None:
         self.by_table: dict[str, Pending] = {}
@@ -534,7 +534,12 @@ class _Spans:
         self._utc_zone: tzinfo = UTC
 
     def add(self, event: Storable, spec: TableSpec | None = None) -> None:
-        """Note ``event`` (stored in ``spec``'s table: looked up when not given)."""
+        """Note ``event`` (stored in ``spec``'s table: looked up when not given).
+
+        The batch notes its rows' envelope columns with :meth:`note` and
+        :meth:`note_patient` instead; this is the same for an event, as the
+        tests use it.
+        """
         if isinstance(event, DeadLetter):  # unpartitioned, and not a patient's record
             return
         if (spec or table_for(event)).partitioned:
@@ -743,7 +748,7 @@ def _refused(spec: TableSpec, origin: Origin, row: Row, error: BaseException) ->
     is the event's ``model_dump_json()``, the envelope's columns come first
     (``event_id, patient_id, observed_at, received_at``), and the table holds
     one kind of event: the same dead letter as from the event itself
-    (tests/integration/test_sink_load.py).
+    (tests/unit/test_store_rows.py).
     """
     reason = f"the database refused the event ({type(error).__name__}): {str(error)[:500]}"
     if origin is None:
