@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.dispatch import dead_letter, decode_document, loads
+from schemas.dispatch import dead_letter, decode, decode_document, loads
 from schemas.events import (
     Alert,
     ClinicalOutcome,
@@ -120,3 +120,24 @@ def decoded_by_full_path(raw: bytes, topic: str) -> Any:
     except ValueError:
         return "not valid JSON"
     return decode_document(document, raw=raw, topic=topic, received_at=T0)
+
+
+def assert_same_event(fast: Any, expected: Any) -> None:
+    """``fast`` is ``expected`` down to its field order, the fields set and its JSON."""
+    assert fast == expected
+    assert list(fast.__dict__) == list(expected.__dict__)
+    assert fast.__pydantic_fields_set__ == expected.__pydantic_fields_set__
+    assert fast.model_dump_json() == expected.model_dump_json()
+
+
+def assert_decoded_as_by_full_path(raw: bytes, topic: str) -> None:
+    """``decode`` judges ``raw`` as :func:`decoded_by_full_path` does: same event or dead letter."""
+    decoded = decode(raw, topic=topic, received_at=T0)
+    expected = decoded_by_full_path(raw, topic)
+    if expected == "not valid JSON":
+        assert decoded.kind == "dead_letter"
+        assert decoded.reason.startswith("not valid JSON")
+    elif decoded.kind == "dead_letter":
+        assert decoded == expected
+    else:
+        assert_same_event(decoded, expected)

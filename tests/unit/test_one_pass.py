@@ -26,7 +26,13 @@ from schemas.examples import EXAMPLE_PATIENT, envelope_fields
 from schemas.instruments import INSTRUMENTS, Instrument
 from schemas.one_pass import SCORE_CHECKS_MERGED, validator_for
 from schemas.topics import CLINICAL_SCORES, INPUT_TOPICS, KINDS_BY_TOPIC, topic_for_kind
-from tests.factories import T0, decoded_by_full_path, make_examples
+from tests.factories import (
+    T0,
+    assert_decoded_as_by_full_path,
+    assert_same_event,
+    decoded_by_full_path,
+    make_examples,
+)
 
 _MODELS: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 #: A topic psymon does not know: every raw kind is accepted there (the union's validator).
@@ -164,25 +170,10 @@ def _score_records(draw: st.DrawFn) -> bytes:
     return text.encode()
 
 
-def _same_event(fast: Any, expected: Any) -> None:
-    assert fast == expected
-    assert list(fast.__dict__) == list(expected.__dict__)
-    assert fast.__pydantic_fields_set__ == expected.__pydantic_fields_set__
-    assert fast.model_dump_json() == expected.model_dump_json()
-
-
 @settings(max_examples=600, deadline=None)
 @given(_score_records(), st.sampled_from([CLINICAL_SCORES, _ELSEWHERE]))
 def test_decode_judges_every_score_record_as_the_full_path(raw: bytes, topic: str) -> None:
-    decoded = decode(raw, topic=topic, received_at=T0)
-    expected = decoded_by_full_path(raw, topic)
-    if expected == "not valid JSON":
-        assert decoded.kind == "dead_letter"
-        assert decoded.reason.startswith("not valid JSON")
-    elif decoded.kind == "dead_letter":
-        assert decoded == expected
-    else:
-        _same_event(decoded, expected)
+    assert_decoded_as_by_full_path(raw, topic)
 
 
 @settings(max_examples=600, deadline=None)
@@ -194,7 +185,7 @@ def test_what_the_one_pass_accepts_the_models_accept_alike(raw: bytes, topic: st
         fast = validator.validate_json(raw)
     except ValidationError:
         return  # the full path decides
-    _same_event(fast, _MODELS.validate_json(raw))
+    assert_same_event(fast, _MODELS.validate_json(raw))
 
 
 @pytest.mark.parametrize("instrument", sorted(INSTRUMENTS), ids=str)
@@ -212,12 +203,12 @@ def test_a_usual_score_passes_the_one_pass(instrument: str, topic: str) -> None:
     validator = validator_for(topic)
     assert validator is not None
     expected = _MODELS.validate_json(raw)
-    _same_event(validator.validate_json(raw), expected)
+    assert_same_event(validator.validate_json(raw), expected)
     uniform = len({(item.low, item.high) for item in INSTRUMENTS[instrument].items}) == 1
     if uniform:  # its items are checked in pydantic-core, without Python's walk
         broken = mock.patch.object(Instrument, "_all_items_valid", side_effect=AssertionError)
         with broken:
-            _same_event(validator.validate_json(raw), expected)
+            assert_same_event(validator.validate_json(raw), expected)
 
 
 @pytest.mark.parametrize("name", sorted(make_examples()))
@@ -235,7 +226,7 @@ def test_every_raw_kind_decodes_on_its_topic_as_the_full_path(name: str) -> None
             if decoded.kind == "dead_letter":
                 assert decoded == expected
             else:
-                _same_event(decoded, expected)
+                assert_same_event(decoded, expected)
 
 
 def test_output_topics_have_no_one_pass() -> None:
