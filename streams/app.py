@@ -117,9 +117,11 @@ async def restore_state(
     history: replaying it through the same core gives the state the live worker
     had, so nothing is raised twice and baselines carry on.
     """
+    if record.key is None or states.get(record.key) is not None:
+        return
     received_at = broker_time(record.timestamp)
-    if record.key is None or received_at is None or states.get(record.key) is not None:
-        return  # (a timestamp no time can hold: handle() turns it into a dead letter)
+    if received_at is None:
+        return  # handle() turns it into a dead letter
     event = decode(record.value, topic=record.topic, received_at=received_at)
     if isinstance(event, DeadLetter) or event.patient_id.encode() != record.key:
         return  # handle() turns it into a dead letter
