@@ -119,6 +119,17 @@ def loaded_store(server: EmbeddedPostgres, events: Sequence[Any], prefix: str) -
         drop_database(server, name)
 
 
+def audit_row(url: str, audit_id: Any, columns: str) -> tuple[Any, ...]:
+    """``columns`` (SQL expressions, comma-separated) of the audit-log row ``audit_id``."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT {} FROM audit_log WHERE audit_id = %s").format(sql.SQL(columns)),
+            (audit_id,),
+        ).fetchone()
+    assert row is not None, f"audit row {audit_id} is not in the audit log"
+    return tuple(row)
+
+
 def arrival_order(events: Sequence[Any]) -> list[Any]:
     """Each event once (the first copy, as the store keeps it), per patient by arrival.
 

@@ -28,7 +28,12 @@ from services.simulator import simulate_cohort
 from services.sink import Sink
 from services.store.migrate import migrate
 from services.store.migrations import MIGRATIONS, v0005_audit
-from tests.integration.pg_fixtures import VIEW_COLUMNS, create_database, drop_database
+from tests.integration.pg_fixtures import (
+    VIEW_COLUMNS,
+    audit_row,
+    create_database,
+    drop_database,
+)
 
 pytest_plugins = ("tests.integration.pg_fixtures",)
 pytestmark = pytest.mark.integration
@@ -135,10 +140,8 @@ def test_parquet_export_with_filters_matches_the_store_and_the_manifest(
     assert data["snapshot"]["isolation"] == "repeatable read, read only"
     assert {"0001", "0002", "0003"} <= set(data["schema"]["store_migrations"])
 
-    [(status, counts, sha)] = rows_of(
-        loaded,
-        "SELECT status, row_counts, manifest_sha256 FROM audit_log WHERE audit_id = %s",
-        uuid.UUID(data["audit_id"]),
+    status, counts, sha = audit_row(
+        loaded, uuid.UUID(data["audit_id"]), "status, row_counts, manifest_sha256"
     )
     assert (status, counts, sha) == ("completed", data["row_counts"], manifest.sha256)
 

@@ -27,7 +27,7 @@ from services.replay.engine import run_core
 from services.replay.parquet import read_rows, stream_of
 from services.simulator import simulate_cohort
 from services.store.migrations import MIGRATIONS, v0005_audit
-from tests.integration.pg_fixtures import arrival_order, loaded_store
+from tests.integration.pg_fixtures import arrival_order, audit_row, loaded_store
 from tests.integration.workers import read_until
 
 pytest_plugins = ("tests.integration.pg_fixtures",)
@@ -68,17 +68,6 @@ def expected(cohort: list[Any]) -> dict[str, list[Any]]:
     return files
 
 
-def audit_row(url: str, audit_id: str) -> tuple[Any, ...]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT action, actor, status, row_counts, manifest_sha256, config_version, "
-            "parameters, finished_at >= started_at FROM audit_log WHERE audit_id = %s",
-            (audit_id,),
-        ).fetchone()
-    assert row is not None, "the replay is not in the audit log"
-    return tuple(row)
-
-
 def test_replay_writes_the_core_outputs_to_parquet_with_a_manifest(
     loaded: str, expected: dict[str, list[Any]], tmp_path: Path
 ) -> None:
@@ -116,7 +105,10 @@ def test_replay_writes_the_core_outputs_to_parquet_with_a_manifest(
         assert entry["bytes"] == len(content)
 
     action, actor, status, counts, sha, config_version, parameters, ordered = audit_row(
-        loaded, data["audit_id"]
+        loaded,
+        data["audit_id"],
+        "action, actor, status, row_counts, manifest_sha256, config_version, parameters, "
+        "finished_at >= started_at",
     )
     assert (action, actor, status, config_version, ordered) == (
         "replay",

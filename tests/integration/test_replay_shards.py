@@ -23,7 +23,7 @@ from services.embedded import EmbeddedBroker
 from services.embedded.postgres import EmbeddedPostgres
 from services.replay import replay, replay_outputs, shards
 from services.simulator import simulate_cohort
-from tests.integration.pg_fixtures import loaded_store
+from tests.integration.pg_fixtures import audit_row, loaded_store
 from tests.integration.test_replay import with_audit_log
 from tests.integration.workers import read_until
 
@@ -51,15 +51,8 @@ def small_shards(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixtu
     caplog.set_level(logging.INFO, logger="psymon.replay")
 
 
-def audit(url: str, audit_id: str) -> tuple[Any, ...]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT status, row_counts, manifest_sha256, parameters, error FROM audit_log "
-            "WHERE audit_id = %s",
-            (audit_id,),
-        ).fetchone()
-    assert row is not None
-    return tuple(row)
+#: What the shards' tests compare in an audit row.
+AUDITED = "status, row_counts, manifest_sha256, parameters, error"
 
 
 def test_the_files_manifest_and_audit_row_are_those_of_one_process(
@@ -77,8 +70,8 @@ def test_the_files_manifest_and_audit_row_are_those_of_one_process(
     mine = {k: v for k, v in three.data.items() if k not in PER_RUN}
     assert mine == {k: v for k, v in one.data.items() if k not in PER_RUN}
 
-    status, counts, sha, parameters, error = audit(loaded, three.data["audit_id"])
-    status_one, counts_one, _, parameters_one, _ = audit(loaded, one.data["audit_id"])
+    status, counts, sha, parameters, error = audit_row(loaded, three.data["audit_id"], AUDITED)
+    status_one, counts_one, _, parameters_one, _ = audit_row(loaded, one.data["audit_id"], AUDITED)
     assert status == status_one == "completed" and error is None
     assert counts == counts_one == one.row_counts and sha == three.sha256
     del parameters["out_dir"], parameters_one["out_dir"]
