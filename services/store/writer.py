@@ -533,20 +533,6 @@ class _Spans:
         #: A fixed time zone of offset zero, as the last such time had (see :meth:`_month`).
         self._utc_zone: tzinfo = UTC
 
-    def add(self, event: Storable, spec: TableSpec | None = None) -> None:
-        """Note ``event`` (stored in ``spec``'s table: looked up when not given).
-
-        The batch notes its rows' envelope columns with :meth:`note` and
-        :meth:`note_patient` instead; this is the same for an event, as the
-        tests use it.
-        """
-        if isinstance(event, DeadLetter):  # unpartitioned, and not a patient's record
-            return
-        if (spec or table_for(event)).partitioned:
-            self.note(event.patient_id, event.observed_at, event.received_at)
-        else:
-            self.note_patient(event.patient_id, event.observed_at, event.received_at)
-
     def note(self, patient: str, observed: datetime, received: datetime) -> None:
         """Note an event of a partitioned table: its month, and its patient's span."""
         if observed.tzinfo is self._utc_zone:  # as _month, inline: one row per score

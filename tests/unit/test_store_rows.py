@@ -104,7 +104,7 @@ def test_spans_note_every_month_and_each_patients_first_and_last_observation() -
         rater="self",
         total=3,
     )
-    spans.add(score)
+    spans.note(score.patient_id, score.observed_at, score.received_at)
     assert spans.months == {(2026, 4), (2026, 5), (2026, 2)}
     first, last, received = spans.patients[crossing.patient_id]
     rows = [row for _, row in rows_of(crossing)]
@@ -323,7 +323,7 @@ def test_a_batch_notes_the_utc_month_of_every_event_whatever_its_zone(moments: l
             rater="self",
             total=3,
         )
-        spans.add(score, CLINICAL_SCORES)
+        spans.note(score.patient_id, score.observed_at, score.received_at)
     assert spans.months == {(utc(m).year, utc(m).month) for m in moments}
 
 
